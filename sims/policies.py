@@ -1,0 +1,102 @@
+"""Policies for recording: smooth random (Ornstein-Uhlenbeck) and a scripted one per world.
+
+A policy is built for one episode from the world and a seeded generator, then called once per step
+with the step index; scripted policies may read the world's true state (they stand in for a skilled
+player).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from sims.world import World
+
+Policy = Callable[[int], np.ndarray]
+
+
+def random_policy(
+    world: World, rng: np.random.Generator, theta: float = 0.15, sigma: float = 0.35
+) -> Policy:
+    """Ornstein-Uhlenbeck noise in [-1, 1] mapped to the action bounds: smooth, wandering pushes."""
+    spec = world.action_spec
+    x = rng.uniform(-0.5, 0.5, size=spec.shape)
+
+    def act(t: int) -> np.ndarray:
+        nonlocal x
+        x = np.clip(x - theta * x + sigma * rng.standard_normal(spec.shape), -1.0, 1.0)
+        return (spec.low + (x + 1.0) / 2.0 * (spec.high - spec.low)).astype(np.float32)
+
+    return act
+
+
+def _balls(world: World, rng: np.random.Generator) -> Policy:
+    """Drive the red ball at another ball (or a wall), switching aim every so often: collisions."""
+    d = world.data
+    targets = ["green_ball", "blue_ball", "wall"]
+    state = {"aim": rng.choice(targets), "until": 0, "wall": rng.uniform(-1, 1, 2)}
+
+    def act(t: int) -> np.ndarray:
+        if t >= state["until"]:
+            state["aim"] = targets[rng.integers(len(targets))]
+            state["until"] = t + int(rng.integers(15, 40))
+            state["wall"] = rng.uniform(-1, 1, 2) * 1.5
+        red = d.body("red_ball").xpos[:2]
+        goal = state["wall"] if state["aim"] == "wall" else d.body(state["aim"]).xpos[:2]
+        delta = goal - red
+        push = delta / max(np.linalg.norm(delta), 1e-6) - 0.3 * d.body("red_ball").cvel[3:5]
+        return np.clip(push + 0.2 * rng.standard_normal(2), -1, 1).astype(np.float32)
+
+    return act
+
+
+def _reacher(world: World, rng: np.random.Generator) -> Policy:
+    """Jacobian-transpose reaching toward the target with noise; wander off after reaching."""
+    import mujoco
+
+    m, d = world.model, world.data
+    tip = m.body("fingertip").id
+    jac = np.zeros((3, m.nv))
+    state = {"wander": 0}
+
+    def act(t: int) -> np.ndarray:
+        err = d.mocap_pos[0, :2] - d.xpos[tip, :2]
+        if np.linalg.norm(err) < 0.04 and state["wander"] <= t:
+            state["wander"] = t + int(rng.integers(10, 25))
+        if state["wander"] > t:
+            return rng.uniform(-1, 1, 2).astype(np.float32)
+        mujoco.mj_jacBody(m, d, jac, None, tip)
+        torque = 40.0 * jac[:2].T @ err - 0.15 * d.qvel[:2]
+        return np.clip(torque + 0.15 * rng.standard_normal(2), -1, 1).astype(np.float32)
+
+    return act
+
+
+def _cartpole(world: World, rng: np.random.Generator) -> Policy:
+    """Push the cart back and forth ever harder: the pole swings, the cart clangs, it falls."""
+    period, growth, phase = rng.uniform(12, 24), rng.uniform(0.01, 0.04), rng.uniform(0, 2 * np.pi)
+
+    def act(t: int) -> np.ndarray:
+        amp = min(1.0, 0.25 + growth * t)
+        return np.array([amp * np.sin(2 * np.pi * t / period + phase)], dtype=np.float32)
+
+    return act
+
+
+SCRIPTED: dict[str, Callable[[World, np.random.Generator], Policy]] = {
+    "balls": _balls,
+    "reacher": _reacher,
+    "cartpole": _cartpole,
+}
+
+
+def make_policy(kind: str, world: World, rng: np.random.Generator) -> Policy:
+    """`random` for any world; `scripted` for the bundled ones."""
+    if kind == "random":
+        return random_policy(world, rng)
+    if kind == "scripted":
+        if world.name not in SCRIPTED:
+            raise ValueError(f"no scripted policy for world {world.name!r}; use --policy random")
+        return SCRIPTED[world.name](world, rng)
+    raise ValueError(f"unknown policy {kind!r}; expected random or scripted")

@@ -1,0 +1,1 @@
+"""The real-time pygame window (lands with issue #4)."""

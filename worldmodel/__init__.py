@@ -1,0 +1,1 @@
+"""The JAX world model, datasets, recording and the `worldmodel` CLI."""

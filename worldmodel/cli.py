@@ -1,0 +1,124 @@
+"""The `worldmodel` command line: the one module that reaches every package.
+
+Commands import what they need when they run, so `worldmodel worlds` starts in a blink and a
+recording worker never loads JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_worlds(args: argparse.Namespace) -> int:
+    import sims
+
+    for name in sims.WORLDS:
+        world = sims.make(name)
+        d = world.describe()
+        world.close()
+        print(f"{name}: {sims.WORLDS[name].__doc__.strip()}")
+        bounds = ", ".join(
+            f"{n} [{lo:g}, {hi:g}]"
+            for n, lo, hi in zip(
+                d["action"]["names"], d["action"]["low"], d["action"]["high"], strict=True
+            )
+        )
+        print(f"  actions: {bounds}")
+        keys = ", ".join(
+            f"{k}: {d['action']['names'][i]} {'+' if s > 0 else '-'}"
+            for k, (i, s) in d["keys"].items()
+        )
+        print(f"  keys:    {keys}")
+        print(
+            f"  sees {d['frame_shape'][0]}x{d['frame_shape'][1]} frames, hears "
+            f"{d['audio']['samples_per_step']} samples/step at {d['audio']['sample_rate']} Hz, "
+            f"reads {len(d['caption']['vocab'])} words; proprio {len(d['proprio_names'])}, "
+            f"state {len(d['state_names'])}"
+        )
+    print(
+        "any MJCF file: --mjcf PATH (generic sound and captions; keys q/a, w/s, ... per actuator)"
+    )
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from worldmodel.record import RecordConfig, record
+
+    cfg = RecordConfig(
+        world=None if args.mjcf else args.world,
+        mjcf=args.mjcf,
+        episodes=args.episodes,
+        steps=args.steps,
+        policy=args.policy,
+        workers=args.workers,
+        seed=args.seed,
+        size=args.size,
+    )
+    meta = record(cfg, args.out)
+    steps = sum(e["length"] for e in meta["episodes"])
+    print(f"wrote {len(meta['episodes'])} episodes, {steps} steps of {meta['world']} to {args.out}")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from worldmodel.dataset import check
+
+    summary = check(args.dir)
+    print(
+        f"{args.dir}: ok, {summary['episodes']} episodes, {summary['steps']} steps of "
+        f"{summary['world']}, {100 * summary['captioned_fraction']:.0f}% of steps captioned"
+    )
+    print(f"  {'event':<8} {'steps':>6} {'audio dB':>9}")
+    for kind, count in summary["caption_counts"].items():
+        print(f"  {kind:<8} {count:>6} {summary['audio_energy_db'][kind]:>9.1f}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("worlds", help="list bundled worlds with their actions and keys")
+    s.set_defaults(func=_cmd_worlds)
+
+    s = sub.add_parser("record", help="record rollouts into a dataset folder")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--world", default="balls", help="bundled world (see `worldmodel worlds`)")
+    src.add_argument("--mjcf", help="any MJCF file, as a generic world")
+    s.add_argument("--episodes", type=int, default=8)
+    s.add_argument("--steps", type=int, default=100, help="control steps per episode (at most)")
+    s.add_argument("--policy", choices=["random", "scripted"], default="random")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
+    s.add_argument("--out", required=True, help="dataset folder to create")
+    s.set_defaults(func=_cmd_record)
+
+    s = sub.add_parser("data", help="dataset tools")
+    data = s.add_subparsers(dest="data_command", required=True)
+    c = data.add_parser("check", help="validate a dataset and summarise its events and sound")
+    c.add_argument("dir")
+    c.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    c.set_defaults(func=_cmd_data_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sims.world import WorldError
+    from worldmodel.dataset import DatasetError
+
+    try:
+        return args.func(args)
+    except (WorldError, DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
