@@ -51,6 +51,9 @@ DEFAULT_MATERIAL = "plastic"
 _MAX_FREQ = 7_500.0  # stay below Nyquist at 16 kHz
 _CUTOFF = 1e-4  # a voice quieter than this is dropped
 _ATTACK = 8  # samples of linear attack: a struck body still takes a moment to speak
+_FADE = 64  # samples of equal-power cross-fade between chunks of sliding noise
+_FADE_IN = np.sqrt(np.linspace(0.0, 1.0, _FADE))
+_FADE_OUT = np.sqrt(1.0 - np.linspace(0.0, 1.0, _FADE))
 
 
 class Synth:
@@ -94,6 +97,7 @@ class Synth:
         self._new: list[tuple[float, float, float, float]] = []
         self._hiss = {m: np.zeros(self.K) for m in MATERIALS}
         self._hiss_last = {m: 0.0 for m in MATERIALS}
+        self._hiss_tail: dict[str, np.ndarray] = {}
         self._motor_hz = np.zeros((self.K, self.n_motors))
         self._motor_amp = np.zeros((self.K, self.n_motors))
         self._motor_last = np.zeros((2, self.n_motors))  # last substep's (hz, amp), for continuity
@@ -163,18 +167,26 @@ class Synth:
 
     def _render_hiss(self) -> np.ndarray:
         out = np.zeros(self.S)
+        n = self.S + _FADE
+        freqs = np.fft.rfftfreq(n, 1.0 / self.sr)
         for name, amps in self._hiss.items():
             last = self._hiss_last[name]
             if not amps.any() and last == 0.0:
+                self._hiss_tail.pop(name, None)
                 continue
             band = MATERIALS[name].band
-            spec = np.fft.rfft(self.rng.standard_normal(self.S))
-            freqs = np.fft.rfftfreq(self.S, 1.0 / self.sr)
+            spec = np.fft.rfft(self.rng.standard_normal(n))
             spec[(freqs < band[0]) | (freqs > band[1])] = 0.0
-            noise = np.fft.irfft(spec, self.S)
+            noise = np.fft.irfft(spec, n)
             noise /= max(float(np.sqrt(np.mean(noise**2))), 1e-9)
+            # Each chunk's noise is filtered on its own; cross-fade from the last chunk's overhang
+            # (which continues it smoothly) so chunk boundaries do not click.
+            tail = self._hiss_tail.get(name)
+            if tail is not None:
+                noise[:_FADE] = noise[:_FADE] * _FADE_IN + tail * _FADE_OUT
+            self._hiss_tail[name] = noise[self.S :].copy()
             env = self._ramp(np.concatenate([[last], amps]))
-            out += noise * env
+            out += noise[: self.S] * env
             self._hiss_last[name] = float(amps[-1])
             amps[:] = 0.0
         return out
