@@ -1,4 +1,4 @@
-"""Worlds that can be seen, heard and read: MuJoCo models with frames, sound, captions and proprio."""
+"""Worlds that can be seen, heard and read: MuJoCo models with frames, sound, captions, proprio."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The World API over every bundled world and a user's MJCF: shapes, determinism, sound, captions."""
+"""The World API over every bundled world and a user's MJCF: shapes, determinism, sound, text."""
 
 from pathlib import Path
 
