@@ -79,6 +79,30 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from worldmodel.config import preset
+    from worldmodel.train import train
+
+    overrides = {
+        k: v
+        for k, v in (
+            ("steps", args.steps),
+            ("seed", args.seed),
+            ("lr", args.lr),
+            ("context", args.context),
+            ("horizon", args.horizon),
+            ("batch", args.batch),
+        )
+        if v is not None
+    }
+    if args.pure_jepa:
+        overrides["heads_grad_to_latent"] = False
+    mcfg, tcfg = preset(args.preset, **overrides)
+    last = train(args.data, args.out, mcfg, tcfg)
+    print(json.dumps(last))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="dataset folder to create")
     s.set_defaults(func=_cmd_record)
 
+    s = sub.add_parser("train", help="train (or resume) a world model on a recorded dataset")
+    s.add_argument("--data", required=True, help="dataset folder (worldmodel record)")
+    s.add_argument("--val", help="held-out dataset folder (read by `worldmodel eval`)")
+    s.add_argument("--out", required=True, help="run folder; resumes if it holds a checkpoint")
+    s.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    s.add_argument("--steps", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--batch", type=int)
+    s.add_argument("--context", type=int)
+    s.add_argument("--horizon", type=int)
+    s.add_argument("--pure-jepa", action="store_true", help="heads train on stop-gradient latents")
+    s.set_defaults(func=_cmd_train)
+
     s = sub.add_parser("data", help="dataset tools")
     data = s.add_subparsers(dest="data_command", required=True)
     c = data.add_parser("check", help="validate a dataset and summarise its events and sound")
@@ -113,9 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sims.world import WorldError
     from worldmodel.dataset import DatasetError
 
+    errors: tuple[type[Exception], ...] = (WorldError, DatasetError, ValueError)
+    if args.command == "train":
+        from worldmodel.train import TrainingError
+
+        errors += (TrainingError,)
     try:
         return args.func(args)
-    except (WorldError, DatasetError, ValueError) as e:
+    except errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

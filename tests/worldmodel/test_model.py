@@ -1,0 +1,207 @@
+"""The world model's parts: tokenisers, heads and losses by shape and key; encoding from one
+modality; the EMA; golden values; staged freezing; save, stop and resume."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from worldmodel.audio import griffin_lim, log_mel
+from worldmodel.config import MODALITIES, preset
+from worldmodel.encoders import token_counts, token_labels
+from worldmodel.heads import HEADS, depth_to_space
+from worldmodel.losses import FROZEN, STAGES, effective_rank, loss_fn, modality_mask, vicreg
+from worldmodel.model import WorldModel
+from worldmodel.record import RecordConfig, record
+from worldmodel.train import init_state, make_step, optimizer, restore, stage_at, train
+
+MICRO = dict(
+    width=32,
+    depth=1,
+    heads=2,
+    stem=(8, 16),
+    latent_dim=32,
+    hidden_dim=32,
+    decoder_channels=(16, 8, 8),
+)
+
+
+def micro(**train):
+    m, t = preset("tiny", **MICRO, **{"batch": 2, "context": 2, "horizon": 3, **train})
+    return dataclasses.replace(m, vocab_size=24, proprio_dim=4, action_dim=2), t
+
+
+def fake_batch(m, B=2, W=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "frame": jnp.asarray(rng.integers(0, 255, (B, W, 64, 64, 3)), jnp.uint8),
+        "audio": jnp.asarray(rng.normal(0, 0.1, (B, W, 800)), jnp.float32),
+        "caption_tokens": jnp.asarray(rng.integers(0, m.vocab_size, (B, W, 16)), jnp.int32),
+        "proprio": jnp.asarray(rng.normal(size=(B, W, 4)), jnp.float32),
+        "action": jnp.asarray(rng.uniform(-1, 1, (B, W - 1, 2)), jnp.float32),
+        "reward": jnp.asarray(rng.normal(size=(B, W - 1)), jnp.float32),
+        "done": jnp.zeros((B, W - 1), jnp.float32),
+    }
+
+
+def test_tokenisers_give_one_token_list_per_modality():
+    m, _ = micro()
+    model = WorldModel(m, rngs=nnx.Rngs(0))
+    obs = {
+        k: v[:, 0]
+        for k, v in fake_batch(m).items()
+        if k in ("frame", "audio", "caption_tokens", "proprio")
+    }
+    toks = model.encoder.tokens(obs)
+    assert list(toks) == list(MODALITIES)
+    for name, n in token_counts(m).items():
+        assert toks[name].shape == (2, n, m.width), name
+    z, attn = model.encoder(obs, jnp.ones((2, 4), bool), return_attention=True)
+    n_tokens = len(token_labels(m))
+    assert z.shape == (2, m.latent_dim) and attn.shape == (2, m.depth, m.heads, n_tokens, n_tokens)
+
+
+def test_every_head_decodes_a_latent_to_its_modality_shape():
+    m, _ = micro()
+    out = WorldModel(m, rngs=nnx.Rngs(0)).decode(jnp.zeros((3, m.latent_dim)))
+    assert set(out) == set(HEADS)
+    assert out["frame"].shape == (3, 64, 64, 3)
+    assert out["audio"].shape == (3, m.mel_frames, m.n_mels)
+    assert out["caption"].shape == (3, 16, m.vocab_size)
+    assert out["reward"].shape == (3,) and out["done"].shape == (3,)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_single_modality_is_enough_and_absent_ones_do_not_matter(index):
+    m, _ = micro()
+    model = WorldModel(m, rngs=nnx.Rngs(0))
+    b = fake_batch(m)
+    obs = {k: b[k][:, 0] for k in ("frame", "audio", "caption_tokens", "proprio")}
+    present = jnp.zeros((2, 4), bool).at[:, index].set(True)
+    z = model.encode(obs, present)
+    other = {
+        k: (
+            v
+            if k == ("caption_tokens" if MODALITIES[index] == "caption" else MODALITIES[index])
+            else jnp.zeros_like(v)
+        )
+        for k, v in obs.items()
+    }
+    np.testing.assert_allclose(z, model.encode(other, present), atol=1e-5)
+    assert np.all(np.isfinite(z))
+
+
+def test_imagine_is_the_same_as_stepping_by_hand():
+    m, _ = micro()
+    model = WorldModel(m, rngs=nnx.Rngs(1))
+    z0 = jax.random.normal(jax.random.key(0), (2, m.latent_dim))
+    actions = jax.random.uniform(jax.random.key(1), (2, 5, 2), minval=-1, maxval=1)
+    _, zs = model.imagine(model.dynamics.initial(z0), actions)
+    carry = model.dynamics.initial(z0)
+    for t in range(5):
+        carry = model.step(carry, actions[:, t])
+        np.testing.assert_allclose(zs[:, t], carry[1], atol=1e-5)
+
+
+def test_losses_are_a_dict_keyed_like_the_weights_in_every_stage():
+    m, t = micro()
+    model = WorldModel(m, rngs=nnx.Rngs(0))
+    for stage in STAGES:
+        total, metrics = loss_fn(model, model, fake_batch(m), jax.random.key(0), t, stage)
+        assert set(t.weights) <= set(metrics) and np.isfinite(float(total)), stage
+    assert stage_at(0, t) == "warmup" and stage_at(t.steps - 1, t) == "joint"
+
+
+def test_golden_values_of_small_layers():
+    x = jnp.arange(16.0).reshape(1, 1, 1, 16)
+    np.testing.assert_array_equal(depth_to_space(x)[0, :, :, 0], [[0, 4], [8, 12]])
+    z = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    # std of dim 0 = sqrt(0.5 + 1e-4) -> hinge 0.29282; dim 1 (std 1.41) is past it; no covariance.
+    np.testing.assert_allclose(vicreg(z), (1 - np.sqrt(0.5 + 1e-4)) / 2, rtol=1e-5)
+    np.testing.assert_allclose(effective_rank(jnp.eye(4) - 0.25), 3.0, rtol=1e-4)
+    mask = modality_mask(jax.random.key(0), 1000, 0.9, single=False)
+    assert bool(mask.any(1).all())
+    assert bool((modality_mask(jax.random.key(0), 50, 0.0, single=True).sum(1) == 1).all())
+
+
+def test_log_mel_of_silence_is_the_floor_and_griffin_lim_inverts_a_tone():
+    silence = log_mel(jnp.zeros((1, 800)), 32, 8)
+    np.testing.assert_allclose(silence, np.log(1e-5), rtol=1e-6)
+    t = np.arange(800) / 16000
+    tone = jnp.asarray(0.3 * np.sin(2 * np.pi * 1000 * t), jnp.float32)
+    wave = griffin_lim(log_mel(tone[None], 32, 8)[0], 800)
+    spec = np.abs(np.fft.rfft(np.asarray(wave)))
+    assert abs(np.fft.rfftfreq(800, 1 / 16000)[spec.argmax()] - 1000) < 60
+
+
+def test_the_target_encoder_is_an_ema_and_frozen_parts_do_not_move():
+    m, t = micro(ema=0.9, stages=(0.5, 0.75), steps=4)
+    tx = optimizer(t)
+    graphdef, state = init_state(m, t, tx)
+    before = jax.tree.map(np.array, state)
+    state, _ = make_step(graphdef, t, tx, "warmup")(state, fake_batch(m), jax.random.key(0))
+    after = jax.tree.map(np.array, state)
+    for e0, p1, e1 in zip(
+        jax.tree.leaves(before["ema"]),
+        jax.tree.leaves(after["params"]),
+        jax.tree.leaves(after["ema"]),
+        strict=True,
+    ):
+        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * p1, rtol=1e-5, atol=1e-7)
+    assert "dynamics" in FROZEN["warmup"]
+    # The warm-up schedule starts at lr 0: take a second step before asking what moved.
+    state, _ = make_step(graphdef, t, tx, "warmup")(state, fake_batch(m, seed=1), jax.random.key(1))
+    after = jax.tree.map(np.array, state)
+    for a, b in zip(
+        jax.tree.leaves(before["params"]["dynamics"]),
+        jax.tree.leaves(after["params"]["dynamics"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(before["params"]["encoder"]),
+            jax.tree.leaves(after["params"]["encoder"]),
+            strict=False,
+        )
+    ]
+    assert any(moved)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wm") / "balls"
+    record(RecordConfig(world="balls", episodes=2, steps=12, seed=0), out, progress=False)
+    return out
+
+
+def test_save_stop_and_resume_gives_the_same_parameters(tiny_data, tmp_path):
+    m, t = preset(
+        "tiny", **MICRO, batch=2, context=2, horizon=3, steps=6, ckpt_every=3, stages=(0.34, 0.5)
+    )
+    train(tiny_data, tmp_path / "straight", m, t, progress=False)
+    train(tiny_data, tmp_path / "resumed", m, t, progress=False, stop_after=3)
+    train(tiny_data, tmp_path / "resumed", m, t, progress=False)
+    lines = [
+        json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    full = [
+        json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    ]
+    np.testing.assert_allclose([x["loss"] for x in lines], [x["loss"] for x in full], rtol=1e-6)
+    from worldmodel.dataset import read_meta
+    from worldmodel.train import model_config_for
+
+    mc = model_config_for(read_meta(tiny_data), m)
+    tx = optimizer(t)
+    graphdef, template = init_state(mc, t, tx)
+    a = restore(tmp_path / "straight", graphdef, template, t)
+    b = restore(tmp_path / "resumed", graphdef, template, t)
+    for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,110 @@
+"""Configs of the world model and its training, as frozen dataclasses, with named presets.
+
+`tiny` is for tests (trains in seconds on a CPU); `small` is what the shipped checkpoints use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MODALITIES = ("frame", "audio", "caption", "proprio")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of encoder, backbone, dynamics and heads; data shapes are filled from the dataset."""
+
+    frame_size: int = 64  # frames are frame_size x frame_size x 3
+    samples_per_step: int = 800  # audio samples per control step (16 kHz at 20 Hz)
+    n_mels: int = 32  # log-mel bands of a step's sound
+    mel_frames: int = 8  # log-mel frames per step (hop = samples_per_step / mel_frames)
+    vocab_size: int = 32  # caption vocabulary, <pad> and <eos> included
+    caption_len: int = 16  # tokens per caption
+    proprio_dim: int = 4  # proprioception features
+    action_dim: int = 2  # action features (scaled to [-1, 1])
+    width: int = 64  # token width of the shared backbone
+    depth: int = 2  # transformer blocks in the backbone
+    heads: int = 4  # attention heads
+    stem: tuple[int, ...] = (16, 32)  # conv stem channels; each halves the frame (then 2x2 patches)
+    latent_dim: int = 64  # size of z
+    hidden_dim: int = 128  # GRU state of the dynamics
+    decoder_channels: tuple[int, ...] = (64, 32, 16)  # pixel-shuffle decoder, from 8x8 up
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batch, windows, objective weights, optimiser and the staged schedule."""
+
+    batch: int = 8  # windows per step (split over devices)
+    context: int = 4  # observed steps before open-loop prediction
+    horizon: int = 8  # open-loop predicted steps (the JEPA rollout)
+    steps: int = 300  # optimiser steps in total
+    lr: float = 1e-3  # peak learning rate (warm-up then cosine decay)
+    warmup: int = 50  # learning-rate warm-up steps
+    clip: float = 1.0  # global gradient-norm clip
+    ema: float = 0.99  # target-encoder EMA decay
+    modality_dropout: float = 0.3  # chance a modality is hidden from the encoder (never all)
+    heads_grad_to_latent: bool = True  # heads train the latent (False: pure JEPA, heads on sg(z))
+    grad_balance: bool = False  # scale each loss by 1 / its running mean instead of fixed weights
+    # Loss weights lambda_m; the keys are exactly the losses the model returns.
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "jepa": 1.0,
+            "vicreg": 0.1,
+            "frame": 1.0,
+            "audio": 0.1,
+            "caption": 0.1,
+            "reward": 0.1,
+            "done": 0.1,
+        }
+    )
+    # Staged schedule as fractions of `steps`: warm-up (encoders + heads, dynamics frozen),
+    # cross-modal alignment (encoder only: single-modality latents pulled to the all-modality
+    # target), then joint.
+    stages: tuple[float, float] = (0.15, 0.3)
+    log_every: int = 1  # write metrics every n steps
+    ckpt_every: int = 100  # checkpoint every n steps
+    keep: int = 3  # checkpoints kept
+    seed: int = 0  # parameters, data order and dropout
+
+
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "tiny": (ModelConfig(), TrainConfig()),
+    "small": (
+        ModelConfig(
+            width=128,
+            depth=3,
+            heads=4,
+            stem=(32, 64),
+            latent_dim=256,
+            hidden_dim=512,
+            decoder_channels=(128, 64, 32),
+        ),
+        TrainConfig(
+            batch=16,
+            context=4,
+            horizon=8,
+            steps=6000,
+            lr=6e-4,
+            warmup=300,
+            log_every=10,
+            ckpt_every=500,
+        ),
+    ),
+}
+
+
+def preset(name: str, **overrides) -> tuple[ModelConfig, TrainConfig]:
+    """A named preset with optional field overrides (model or train fields, by name)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    model, train = PRESETS[name]
+    m_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    t_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - m_fields - t_fields
+    if unknown:
+        raise ValueError(f"unknown config fields {sorted(unknown)}")
+    model = dataclasses.replace(model, **{k: v for k, v in overrides.items() if k in m_fields})
+    train = dataclasses.replace(train, **{k: v for k, v in overrides.items() if k in t_fields})
+    return model, train

@@ -1,0 +1,126 @@
+"""The unified encoder: per-modality tokenisers, modality and position embeddings, delimiter
+tokens, and one shared transformer over all tokens of a step that pools (through a summary token)
+into `z`.
+
+Any non-empty subset of modalities may be present: absent ones are masked out of attention, so
+`z` can be inferred from frames alone, sound alone or a caption alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from worldmodel.audio import log_mel
+from worldmodel.config import MODALITIES, ModelConfig
+
+
+class Block(nnx.Module):
+    """Pre-norm transformer block; returns its attention weights for the viewer's attention map."""
+
+    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs) -> None:
+        self.heads = heads
+        self.norm1 = nnx.LayerNorm(width, rngs=rngs)
+        self.qkv = nnx.Linear(width, 3 * width, rngs=rngs)
+        self.proj = nnx.Linear(width, width, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(width, rngs=rngs)
+        self.mlp1 = nnx.Linear(width, 4 * width, rngs=rngs)
+        self.mlp2 = nnx.Linear(4 * width, width, rngs=rngs)
+
+    def __call__(self, x: jax.Array, key_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x: float[B, N, W]; key_mask: bool[B, N] (False = absent) -> (x', attn [B, H, N, N])."""
+        B, N, W = x.shape
+        q, k, v = jnp.split(self.qkv(self.norm1(x)), 3, axis=-1)
+        q, k, v = (t.reshape(B, N, self.heads, W // self.heads) for t in (q, k, v))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(W // self.heads)
+        logits = jnp.where(key_mask[:, None, None, :], logits, -1e9)
+        attn = jax.nn.softmax(logits, axis=-1)
+        x = x + self.proj(jnp.einsum("bhqk,bkhd->bqhd", attn, v).reshape(B, N, W))
+        x = x + self.mlp2(jax.nn.gelu(self.mlp1(self.norm2(x))))
+        return x, attn
+
+
+def token_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Tokens per modality (delimiter excluded), in backbone order."""
+    grid = cfg.frame_size // 2 ** (len(cfg.stem) + 1)
+    return {"frame": grid * grid, "audio": cfg.mel_frames, "caption": cfg.caption_len, "proprio": 1}
+
+
+def token_labels(cfg: ModelConfig) -> list[str]:
+    """The modality of each backbone token ("summary", then "<m>:delim" and "<m>" per modality)."""
+    labels = ["summary"]
+    for m, n in token_counts(cfg).items():
+        labels += [f"{m}:delim"] + [m] * n
+    return labels
+
+
+class Encoder(nnx.Module):
+    """obs (any subset of modalities) -> z float[B, latent_dim]."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.cfg = cfg
+        W = cfg.width
+        chans = (3, *cfg.stem)
+        self.stem = nnx.List(
+            [nnx.Conv(a, b, (4, 4), strides=2, rngs=rngs) for a, b in itertools.pairwise(chans)]
+        )
+        self.patch = nnx.Linear(4 * chans[-1], W, rngs=rngs)
+        self.audio_in = nnx.Linear(cfg.n_mels, W, rngs=rngs)
+        self.caption_in = nnx.Embed(cfg.vocab_size, W, rngs=rngs)
+        self.proprio_in = nnx.Linear(cfg.proprio_dim, W, rngs=rngs)
+        init = nnx.initializers.normal(0.02)
+        counts = token_counts(cfg)
+        self.modality = nnx.Param(init(rngs.params(), (len(MODALITIES), W)))
+        self.delimiter = nnx.Param(init(rngs.params(), (len(MODALITIES), W)))
+        self.summary = nnx.Param(init(rngs.params(), (1, W)))
+        self.position = nnx.Param(init(rngs.params(), (sum(counts.values()), W)))
+        self.blocks = nnx.List([Block(W, cfg.heads, rngs=rngs) for _ in range(cfg.depth)])
+        self.out_norm = nnx.LayerNorm(W, rngs=rngs)
+        self.out = nnx.Linear(W, cfg.latent_dim, rngs=rngs)
+
+    def tokens(self, obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Per-modality tokens float[B, n_m, W] before embeddings are added."""
+        cfg = self.cfg
+        x = obs["frame"].astype(jnp.float32) / 255.0
+        for conv in self.stem:
+            x = jax.nn.gelu(conv(x))
+        B, H, Wd, C = x.shape  # 2x2 patches of the stem's output
+        x = x.reshape(B, H // 2, 2, Wd // 2, 2, C).transpose(0, 1, 3, 2, 4, 5)
+        frame = self.patch(x.reshape(B, (H // 2) * (Wd // 2), 4 * C))
+        mel = log_mel(obs["audio"], cfg.n_mels, cfg.mel_frames)
+        return {
+            "frame": frame,
+            "audio": self.audio_in((mel + 5.0) / 4.0),  # log-mel of these worlds spans about -11..3
+            "caption": self.caption_in(obs["caption_tokens"]),
+            "proprio": self.proprio_in(obs["proprio"])[:, None, :],
+        }
+
+    def __call__(
+        self, obs: dict[str, jax.Array], present: jax.Array, return_attention: bool = False
+    ):
+        """obs: frame uint8[B,H,W,3], audio float[B,S], caption_tokens int[B,L], proprio float[B,P];
+        present: bool[B, 4] in MODALITIES order -> z float[B, latent_dim] (and attention maps)."""
+        toks = self.tokens(obs)
+        B = present.shape[0]
+        seq = [jnp.broadcast_to(self.summary[...], (B, 1, self.cfg.width))]
+        mask = [jnp.ones((B, 1), bool)]
+        pos = 0
+        for i, m in enumerate(MODALITIES):
+            t = toks[m]
+            n = t.shape[1]
+            t = t + self.modality[i] + self.position[pos : pos + n]
+            pos += n
+            delim = jnp.broadcast_to(self.delimiter[i] + self.modality[i], (B, 1, self.cfg.width))
+            seq += [delim, t]
+            mask.append(jnp.repeat(present[:, i : i + 1], n + 1, axis=1))
+        x = jnp.concatenate(seq, axis=1)
+        key_mask = jnp.concatenate(mask, axis=1)
+        attns = []
+        for block in self.blocks:
+            x, attn = block(x, key_mask)
+            attns.append(attn)
+        z = self.out(self.out_norm(x[:, 0]))
+        return (z, jnp.stack(attns, 1)) if return_attention else z

@@ -1,0 +1,100 @@
+"""Per-modality heads that decode a latent: frame, sound (log-mel), caption, reward and termination.
+
+`HEADS` is the registry: adding a modality is adding one entry (a head and its loss in losses.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from worldmodel.config import ModelConfig
+
+
+class MLP(nnx.Module):
+    def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs) -> None:
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            x = jax.nn.gelu(layer(x))
+        return self.layers[-1](x)
+
+
+def depth_to_space(x: jax.Array, r: int = 2) -> jax.Array:
+    """float[B, H, W, C*r*r] -> float[B, H*r, W*r, C] (pixel shuffle)."""
+    B, H, W, C = x.shape
+    c = C // (r * r)
+    return x.reshape(B, H, W, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(B, H * r, W * r, c)
+
+
+class FrameHead(nnx.Module):
+    """z -> frame float[B, H, W, 3] in [0, 1], by a dense 8x8 seed and pixel-shuffle upsampling."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.cfg = cfg
+        self.base = cfg.frame_size // 2 ** len(cfg.decoder_channels)
+        chans = cfg.decoder_channels
+        self.seed = nnx.Linear(cfg.latent_dim, self.base * self.base * chans[0], rngs=rngs)
+        outs = (*chans[1:], chans[-1])
+        self.ups = nnx.List(
+            [nnx.Conv(a, 4 * b, (3, 3), rngs=rngs) for a, b in zip(chans, outs, strict=True)]
+        )
+        self.out = nnx.Conv(chans[-1], 3, (3, 3), rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        x = self.seed(z).reshape(z.shape[0], self.base, self.base, self.cfg.decoder_channels[0])
+        for up in self.ups:
+            x = depth_to_space(jax.nn.gelu(up(x)))
+        return jax.nn.sigmoid(self.out(x))
+
+
+class AudioHead(nnx.Module):
+    """z -> log-mel float[B, mel_frames, n_mels] of the step's sound."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.shape = (cfg.mel_frames, cfg.n_mels)
+        self.mlp = MLP((cfg.latent_dim, 2 * cfg.latent_dim, cfg.mel_frames * cfg.n_mels), rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.mlp(z).reshape(z.shape[0], *self.shape) * 4.0 - 5.0  # the encoder's scaling
+
+
+class CaptionHead(nnx.Module):
+    """z -> caption logits float[B, L, V], all positions at once (captions are short templates)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.shape = (cfg.caption_len, cfg.vocab_size)
+        self.mlp = MLP(
+            (cfg.latent_dim, 2 * cfg.latent_dim, cfg.caption_len * cfg.vocab_size), rngs=rngs
+        )
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.mlp(z).reshape(z.shape[0], *self.shape)
+
+
+class ScalarHead(nnx.Module):
+    """z -> float[B]: the reward, or the termination logit."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.mlp = MLP((cfg.latent_dim, cfg.latent_dim, 1), rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.mlp(z)[:, 0]
+
+
+HEADS = {
+    "frame": FrameHead,
+    "audio": AudioHead,
+    "caption": CaptionHead,
+    "reward": ScalarHead,
+    "done": ScalarHead,
+}
+
+
+def decode_caption(logits: jax.Array) -> jax.Array:
+    """Greedy tokens int32[..., L] from caption logits."""
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)

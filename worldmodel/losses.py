@@ -1,0 +1,139 @@
+"""The training objective: JEPA latent prediction, a VICReg anti-collapse term, and per-modality
+head losses, returned as a dict keyed by name so that `sum_m lambda_m L_m` is explicit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from worldmodel.audio import log_mel
+from worldmodel.config import MODALITIES, ModelConfig, TrainConfig
+from worldmodel.model import WorldModel
+
+STAGES = ("warmup", "align", "joint")
+# What each stage freezes: warm-up trains encoders and heads (no dynamics); alignment trains only
+# the encoder to map single modalities onto the all-modality target; joint trains everything.
+FROZEN = {"warmup": ("dynamics",), "align": ("dynamics", "heads"), "joint": ()}
+
+
+def vicreg(z: jax.Array) -> jax.Array:
+    """VICReg variance + covariance on z float[N, D]: every dimension alive and decorrelated."""
+    z = z - z.mean(0)
+    std = jnp.sqrt(z.var(0) + 1e-4)
+    variance = jnp.mean(jax.nn.relu(1.0 - std))
+    cov = (z.T @ z) / (z.shape[0] - 1)
+    off = cov - jnp.diag(jnp.diag(cov))
+    return variance + jnp.sum(off**2) / z.shape[1]
+
+
+def effective_rank(z: jax.Array) -> jax.Array:
+    """exp(entropy) of the normalised singular values of centred z float[N, D] (Roy & Vetterli)."""
+    s = jnp.linalg.svd(z - z.mean(0), compute_uv=False)
+    p = s / jnp.maximum(s.sum(), 1e-12)
+    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(p), 0.0)))
+
+
+def modality_mask(key: jax.Array, B: int, drop: float, single: bool) -> jax.Array:
+    """bool[B, 4]: which modalities the encoder sees; never none; exactly one when `single`."""
+    k1, k2 = jax.random.split(key)
+    pick = jax.random.randint(k1, (B,), 0, len(MODALITIES))
+    one = jax.nn.one_hot(pick, len(MODALITIES), dtype=bool)
+    if single:
+        return one
+    keep = jax.random.uniform(k2, (B, len(MODALITIES))) >= drop
+    return jnp.where(keep.any(1, keepdims=True), keep, one)
+
+
+def _flat(obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in obs.items()}
+
+
+def rollout(model: WorldModel, z: jax.Array, action: jax.Array, context: int) -> jax.Array:
+    """Latents z float[B, W, D] and actions [B, W-1, A] -> predictions float[B, W-1, D] of z[:, 1:]:
+    grounded on the encoded latent for the first `context` steps, open loop after."""
+    _B, W, _ = z.shape
+    carry = model.dynamics.initial(z[:, 0])
+
+    def body(carry, t):
+        h, z_prev = carry
+        z_in = jnp.where(t < context, z[:, t], z_prev)
+        carry = model.dynamics((h, z_in), action[:, t])
+        return carry, carry[1]
+
+    _, preds = jax.lax.scan(body, carry, jnp.arange(W - 1))
+    return jnp.swapaxes(preds, 0, 1)
+
+
+def head_losses(
+    model: WorldModel,
+    cfg: ModelConfig,
+    lat: jax.Array,
+    obs: dict[str, jax.Array],
+    reward: jax.Array | None,
+    done: jax.Array | None,
+) -> dict[str, jax.Array]:
+    """Head losses on latents float[N, D] against their observations (flattened to [N, ...])."""
+    pred = model.decode(lat, ("frame", "audio", "caption"))
+    target_mel = log_mel(obs["audio"], cfg.n_mels, cfg.mel_frames)
+    out = {
+        "frame": jnp.mean((pred["frame"] - obs["frame"].astype(jnp.float32) / 255.0) ** 2),
+        "audio": jnp.mean(jnp.abs(pred["audio"] - target_mel)),
+        "caption": optax.softmax_cross_entropy_with_integer_labels(
+            pred["caption"], obs["caption_tokens"]
+        ).mean(),
+    }
+    if reward is not None:
+        n = reward.shape[0]
+        out["reward"] = jnp.mean((model.heads["reward"](lat[-n:]) - reward) ** 2)
+        out["done"] = optax.sigmoid_binary_cross_entropy(model.heads["done"](lat[-n:]), done).mean()
+    return out
+
+
+def loss_fn(
+    model: WorldModel,
+    target: WorldModel,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    tcfg: TrainConfig,
+    stage: str,
+    scales: dict[str, jax.Array] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The staged objective on a batch of windows; returns (total, {loss name: value, ...}).
+    `scales` multiply the weights (gradient balancing: 1 / each loss's running mean)."""
+    cfg = model.cfg
+    obs = {k: batch[k] for k in ("frame", "audio", "caption_tokens", "proprio")}
+    B, W = batch["frame"].shape[:2]
+    C = tcfg.context
+    flat = _flat(obs)
+    present = modality_mask(key, B * W, tcfg.modality_dropout, single=stage == "align")
+    z = model.encode(flat, present)
+    z_target = jax.lax.stop_gradient(target.encode(flat))
+    zero = jnp.zeros(())
+    losses = {"vicreg": vicreg(z), "jepa": zero}
+    sg = (lambda x: x) if tcfg.heads_grad_to_latent else jax.lax.stop_gradient
+    if stage == "align":
+        losses["jepa"] = jnp.mean((z - z_target) ** 2)
+        losses.update(frame=zero, audio=zero, caption=zero, reward=zero, done=zero)
+    elif stage == "warmup":
+        losses.update(head_losses(model, cfg, sg(z), flat, None, None), reward=zero, done=zero)
+    else:
+        zs = z.reshape(B, W, -1)
+        preds = rollout(model, zs, batch["action"], C)  # [B, W-1, D]
+        losses["jepa"] = jnp.mean((preds - z_target.reshape(B, W, -1)[:, 1:]) ** 2)
+        # Heads read the last grounded latent (reconstruction) and every prediction.
+        lat = jnp.concatenate([zs[:, C - 1], preds.reshape(B * (W - 1), -1)])
+        tgt = {
+            k: jnp.concatenate([v[:, C - 1], v[:, 1:].reshape(B * (W - 1), *v.shape[2:])])
+            for k, v in obs.items()
+        }
+        losses.update(
+            head_losses(
+                model, cfg, sg(lat), tgt, batch["reward"].reshape(-1), batch["done"].reshape(-1)
+            )
+        )
+    assert set(losses) == set(tcfg.weights), (sorted(losses), sorted(tcfg.weights))
+    scales = scales or {k: 1.0 for k in losses}
+    total = sum(tcfg.weights[k] * scales[k] * v for k, v in losses.items())
+    return total, {**losses, "effective_rank": jax.lax.stop_gradient(effective_rank(z))}

@@ -1,0 +1,249 @@
+"""Training: a `jax.jit` step on split NNX state with donated buffers, the staged schedule, Orbax
+checkpoints (atomic, keep N, automatic resume), metrics as JSONL and a progress bar.
+
+`worldmodel train --data DIR --out RUN --preset tiny` runs `train()`; the run folder holds
+`config.json`, `metrics.jsonl` and `ckpt/<step>/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from tqdm import tqdm
+
+from worldmodel.config import ModelConfig, TrainConfig
+from worldmodel.data import Normalizer, Windows
+from worldmodel.losses import FROZEN, STAGES, loss_fn
+from worldmodel.model import WorldModel
+
+MAX_BAD_STEPS = 5  # consecutive non-finite updates before training stops
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite losses, a checkpoint that does not fit the data)."""
+
+
+def stage_at(step: int, tcfg: TrainConfig) -> str:
+    """The schedule's stage at `step`."""
+    a, b = (int(f * tcfg.steps) for f in tcfg.stages)
+    return STAGES[0] if step < a else STAGES[1] if step < b else STAGES[2]
+
+
+def model_config_for(meta: dict[str, Any], base: ModelConfig) -> ModelConfig:
+    """Fill a model config's data shapes from a dataset's `dataset.json`."""
+    H, W, _ = meta["frame_shape"]
+    if H != W:
+        raise TrainingError(f"frames must be square, the dataset has {H}x{W}")
+    return dataclasses.replace(
+        base,
+        frame_size=H,
+        samples_per_step=meta["audio"]["samples_per_step"],
+        vocab_size=len(meta["caption"]["vocab"]),
+        caption_len=meta["caption"]["max_tokens"],
+        proprio_dim=len(meta["proprio_names"]),
+        action_dim=len(meta["action"]["names"]),
+    )
+
+
+def optimizer(tcfg: TrainConfig) -> optax.GradientTransformation:
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, tcfg.lr, tcfg.warmup, max(tcfg.steps, tcfg.warmup + 1)
+    )
+    tx = optax.chain(optax.clip_by_global_norm(tcfg.clip), optax.adamw(sched, weight_decay=1e-4))
+    # Skip a non-finite update instead of poisoning the parameters; the loop stops after several.
+    return optax.apply_if_finite(tx, max_consecutive_errors=10**9)
+
+
+def _freeze(grads, frozen: tuple[str, ...]):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, g: jnp.zeros_like(g) if str(path[0].key) in frozen else g, grads
+    )
+
+
+def make_step(
+    graphdef: nnx.GraphDef, tcfg: TrainConfig, tx: optax.GradientTransformation, stage: str
+):
+    """A jitted step for one stage: (state, batch, key) -> (state, metrics); state is donated."""
+
+    def step(state: dict, batch: dict[str, jax.Array], key: jax.Array):
+        target = nnx.merge(graphdef, state["ema"])
+        scales = (
+            {k: 1.0 / jnp.maximum(v, 1e-3) for k, v in state["balance"].items()}
+            if tcfg.grad_balance
+            else None
+        )
+
+        def objective(params):
+            return loss_fn(nnx.merge(graphdef, params), target, batch, key, tcfg, stage, scales)
+
+        (total, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+        grads = _freeze(grads, FROZEN[stage])
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        ema = jax.tree.map(lambda e, p: tcfg.ema * e + (1 - tcfg.ema) * p, state["ema"], params)
+        balance = {
+            k: 0.99 * v + 0.01 * jax.lax.stop_gradient(metrics[k])
+            for k, v in state["balance"].items()
+        }
+        new = {
+            "params": params,
+            "ema": ema,
+            "opt": opt,
+            "balance": balance,
+            "step": state["step"] + 1,
+        }
+        return new, {"loss": total, **metrics, "skipped": opt.notfinite_count}
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def init_state(mcfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTransformation):
+    """(graphdef, state) with fresh parameters from `tcfg.seed`."""
+    model = WorldModel(mcfg, rngs=nnx.Rngs(tcfg.seed))
+    graphdef, params = nnx.split(model, nnx.Param)
+    state = {
+        "params": params,
+        "ema": jax.tree.map(jnp.copy, params),
+        "opt": tx.init(params),
+        "balance": {k: jnp.ones(()) for k in tcfg.weights},
+        "step": jnp.zeros((), jnp.int32),
+    }
+    return graphdef, state
+
+
+def _checkpointer(run: Path, tcfg: TrainConfig) -> ocp.CheckpointManager:
+    opts = ocp.CheckpointManagerOptions(max_to_keep=tcfg.keep, create=True)
+    return ocp.CheckpointManager((run / "ckpt").absolute(), options=opts)
+
+
+def _to_saveable(state: dict) -> dict:
+    return {
+        **state,
+        "params": nnx.to_pure_dict(state["params"]),
+        "ema": nnx.to_pure_dict(state["ema"]),
+    }
+
+
+def restore(run: Path, graphdef, state: dict, tcfg: TrainConfig, step: int | None = None) -> dict:
+    """The run's latest (or given) checkpoint, restored into the structure of `state`."""
+    mgr = _checkpointer(run, tcfg)
+    step = mgr.latest_step() if step is None else step
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(state))
+    raw = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    mgr.close()
+    out = {**raw}
+    for k in ("params", "ema"):
+        s = jax.tree.map(lambda x: x, state[k])
+        nnx.replace_by_pure_dict(s, raw[k])
+        out[k] = s
+    return out
+
+
+def _write_config(
+    run: Path, mcfg: ModelConfig, tcfg: TrainConfig, norm: Normalizer, meta: dict, data: str
+) -> None:
+    cfg = {
+        "model": dataclasses.asdict(mcfg),
+        "train": dataclasses.asdict(tcfg),
+        "normalizer": dataclasses.asdict(norm),
+        "data": str(data),
+        "world": meta["world"],
+        "vocab": meta["caption"]["vocab"],
+        "action": meta["action"],
+        "proprio_names": meta["proprio_names"],
+        "state_names": meta["state_names"],
+    }
+    cfg = json.loads(json.dumps(cfg))  # tuples become lists, as they will be when read back
+    path = run / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old["model"] != cfg["model"] or old["vocab"] != cfg["vocab"]:
+            raise TrainingError(
+                f"{path}: this run was trained with another model config or "
+                f"vocabulary than {data} and the preset give; use a new --out"
+            )
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg, indent=1))
+    os.replace(tmp, path)
+
+
+def train(
+    data: str | os.PathLike,
+    run: str | os.PathLike,
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, float]:
+    """Train (or resume) a run; returns the last logged metrics. `stop_after` ends early (tests)."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    windows = Windows(
+        data, tcfg.context + tcfg.horizon, shard=(jax.process_index(), jax.process_count())
+    )
+    mcfg = model_config_for(windows.meta, mcfg)
+    _write_config(run, mcfg, tcfg, windows.norm, windows.meta, str(data))
+    tx = optimizer(tcfg)
+    graphdef, state = init_state(mcfg, tcfg, tx)
+    mgr = _checkpointer(run, tcfg)
+    start = 0
+    if mgr.latest_step() is not None:
+        state = restore(run, graphdef, state, tcfg)
+        start = int(state["step"])
+    steps = {s: make_step(graphdef, tcfg, tx, s) for s in STAGES}
+    metrics_path = run / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start)
+    key = jax.random.key(tcfg.seed)
+    last: dict[str, float] = {}
+    bad = 0
+    end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
+    bar = tqdm(
+        range(start, end), initial=start, total=tcfg.steps, desc="train", disable=not progress
+    )
+    t0 = time.perf_counter()
+    with open(metrics_path, "a") as log:
+        for i in bar:
+            stage = stage_at(i, tcfg)
+            batch = {
+                k: jnp.asarray(v)
+                for k, v in windows.batch(tcfg.seed, i, tcfg.batch).items()
+                if k != "state"
+            }
+            state, m = steps[stage](state, batch, jax.random.fold_in(key, i))
+            if (i + 1) % tcfg.log_every == 0 or i + 1 == end:
+                m = {k: float(v) for k, v in m.items()}
+                bad = int(m.pop("skipped"))
+                rate = (i + 1 - start) / (time.perf_counter() - t0)
+                last = {"step": i + 1, "stage": stage, **m, "steps_per_s": rate}
+                log.write(json.dumps(last) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{m['loss']:.4f}", stage=stage, sps=f"{rate:.2f}")
+                if bad >= MAX_BAD_STEPS:
+                    raise TrainingError(
+                        f"{bad} consecutive non-finite updates at step {i + 1}; "
+                        f"lower the learning rate (--lr) or check the data"
+                    )
+            if (i + 1) % tcfg.ckpt_every == 0 or i + 1 == end:
+                mgr.save(i + 1, args=ocp.args.StandardSave(_to_saveable(state)))
+    mgr.wait_until_finished()
+    mgr.close()
+    return last
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past the checkpoint we resume from (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
