@@ -17,14 +17,14 @@ class Balls(World):
     name = "balls"
     asset = "balls.xml"
     camera = "top"
-    keys = {"left": (0, -1.0), "right": (0, 1.0), "down": (1, -1.0), "up": (1, 1.0)}
+    keys = {"a": (0, -1.0), "d": (0, 1.0), "s": (1, -1.0), "w": (1, 1.0)}
     proprio_joints = ("red_x", "red_y")  # the pushed ball senses its own position and velocity
     axis_words = (("left", "right"), ("down", "up"), ("down", "up"))  # seen from above: y is up
     move_min = 0.08
     move_quick = 0.6
     motor_speed_ref = 2.0
     synth_options = {"impact_gain": 1.5, "whine_gain": 0.006, "whine_base_hz": 140.0}
-    initial_speed = 1.2  # m/s, the largest speed a ball starts with; 0 gives a still world
+    initial_speed = 2.0  # m/s, the largest speed a ball starts with; 0 gives a still world
 
     def _reset_state(self, rng: np.random.Generator) -> None:
         m, d = self.model, self.data

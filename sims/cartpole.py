@@ -16,7 +16,7 @@ class Cartpole(World):
     name = "cartpole"
     asset = "cartpole.xml"
     camera = "side"
-    keys = {"left": (0, -1.0), "right": (0, 1.0)}
+    keys = {"a": (0, -1.0), "d": (0, 1.0)}
     proprio_joints = ("slider", "hinge")
     extra_words = ("cart", "pole", "swings", "falls", "to", "end")
     move_min = 0.1

@@ -16,7 +16,7 @@ class Reacher(World):
     name = "reacher"
     asset = "reacher.xml"
     camera = "top"
-    keys = {"left": (0, 1.0), "right": (0, -1.0), "up": (1, 1.0), "down": (1, -1.0)}
+    keys = {"a": (0, 1.0), "d": (0, -1.0), "w": (1, 1.0), "s": (1, -1.0)}
     proprio_joints = ("shoulder", "elbow")
     axis_words = (("left", "right"), ("down", "up"), ("down", "up"))
     extra_words = ("fingertip", "reaches", "target")

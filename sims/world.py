@@ -23,7 +23,8 @@ from sims.captions import BASE_WORDS, MAX_TOKENS, Event, Vocabulary, compose, ph
 from sims.sound import DEFAULT_MATERIAL, MATERIALS, SAMPLE_RATE, Synth
 
 ASSETS = Path(__file__).parent / "assets"
-GENERIC_KEYS = (("q", "a"), ("w", "s"), ("e", "d"), ("r", "f"), ("t", "g"), ("y", "h"))
+# Letters only: arrows, Space, Tab and M, R, P, H belong to the viewer.
+GENERIC_KEYS = (("q", "a"), ("w", "s"), ("e", "d"), ("u", "j"), ("i", "k"), ("o", "l"))
 _LIMIT = mujoco.mjtConstraint.mjCNSTR_LIMIT_JOINT
 
 

@@ -38,9 +38,7 @@ def _cmd_worlds(args: argparse.Namespace) -> int:
             f"reads {len(d['caption']['vocab'])} words; proprio {len(d['proprio_names'])}, "
             f"state {len(d['state_names'])}"
         )
-    print(
-        "any MJCF file: --mjcf PATH (generic sound and captions; keys q/a, w/s, ... per actuator)"
-    )
+    print("any MJCF file: --mjcf PATH (generic sound and captions; keys q/a, w/s, e/d, ...)")
     return 0
 
 
@@ -103,6 +101,73 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from worldmodel.checkpoint import export
+
+    path = export(args.run, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and config.json")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from worldmodel.checkpoint import load_run
+    from worldmodel.eval import EvalConfig, evaluate, table
+
+    loaded = load_run(args.ckpt)
+    cfg = EvalConfig(context=args.context, horizon=args.horizon, episodes=args.episodes)
+    metrics = evaluate(loaded, args.data, args.out, cfg, train_data=args.train_data)
+    print(table(metrics))
+    print(f"wrote {args.out}/metrics.json, frames.png, metrics.png, audio_*.wav, captions.txt")
+    return 0
+
+
+def shipped_checkpoint(world: str) -> str | None:
+    """checkpoints/<world> in the working directory or beside the package, if it holds weights."""
+    from pathlib import Path
+
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (root / "checkpoints" / world / "model.safetensors").is_file():
+            return str(root / "checkpoints" / world)
+    return None
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    import sims
+    from viewer.app import PlayConfig, play
+
+    if args.mjcf:
+        worlds = ["mjcf"]
+        ckpts = {"mjcf": args.ckpt}
+    else:
+        if args.world not in sims.WORLDS:
+            raise ValueError(f"unknown world {args.world!r}; bundled: {', '.join(sims.WORLDS)}")
+        worlds = [args.world] + [w for w in sims.WORLDS if w != args.world]
+        ckpts = {w: shipped_checkpoint(w) for w in worlds}
+        if args.ckpt:
+            ckpts[args.world] = args.ckpt
+    cfg = PlayConfig(
+        worlds=worlds,
+        ckpts=ckpts,
+        mjcf=args.mjcf,
+        size=args.size,
+        fps=args.fps,
+        seed=args.seed,
+        horizon=args.horizon,
+        headless=args.headless,
+        script=args.script,
+        steps=args.steps,
+        record=args.record,
+        profile=args.profile,
+    )
+    result = play(cfg)
+    if args.profile and "median" in result:
+        print(
+            f"frame cost (model + decode + draw): median {result['median']:.2f} ms, "
+            f"p99 {result['p99']:.2f} ms over {result['frames']} frames"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -137,6 +202,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pure-jepa", action="store_true", help="heads train on stop-gradient latents")
     s.set_defaults(func=_cmd_train)
 
+    s = sub.add_parser("eval", help="open-loop evaluation on held-out episodes, with baselines")
+    s.add_argument("--ckpt", required=True, help="training run (or checkpoint) folder")
+    s.add_argument("--data", required=True, help="held-out dataset folder")
+    s.add_argument("--out", required=True, help="report folder")
+    s.add_argument("--context", type=int, default=8)
+    s.add_argument("--horizon", type=int, default=16)
+    s.add_argument("--episodes", type=int, help="use at most this many held-out episodes")
+    s.add_argument("--train-data", help="training dataset for the state probe (default: the run's)")
+    s.set_defaults(func=_cmd_eval)
+
+    s = sub.add_parser("play", help="the real-time window: steer the imagined world")
+    s.add_argument("--world", default="balls", help="bundled world to open (Tab cycles the others)")
+    s.add_argument("--mjcf", help="a user's MJCF file instead of a bundled world")
+    s.add_argument("--ckpt", help="checkpoint or training run (default: checkpoints/<world>)")
+    s.add_argument("--size", type=int, default=512, help="pixels of the main view")
+    s.add_argument("--fps", type=float, default=20.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--horizon",
+        type=int,
+        default=0,
+        help="imagined steps before re-grounding on the true simulator (0: pure dream)",
+    )
+    s.add_argument("--headless", action="store_true", help="no window: dummy video and audio")
+    s.add_argument("--script", help="scripted key events, one 'STEP KEY down|up' a line")
+    s.add_argument("--steps", type=int, help="stop after this many frames")
+    s.add_argument("--record", help="headless: write this MP4, plus a WAV and a PNG beside it")
+    s.add_argument("--profile", action="store_true", help="print the per-frame cost")
+    s.set_defaults(func=_cmd_play)
+
+    s = sub.add_parser("export", help="export a training run as a shipped checkpoint")
+    s.add_argument("run")
+    s.add_argument("out")
+    s.set_defaults(func=_cmd_export)
+
     s = sub.add_parser("data", help="dataset tools")
     data = s.add_subparsers(dest="data_command", required=True)
     c = data.add_parser("check", help="validate a dataset and summarise its events and sound")
@@ -152,10 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from worldmodel.dataset import DatasetError
 
     errors: tuple[type[Exception], ...] = (WorldError, DatasetError, ValueError)
-    if args.command == "train":
+    if args.command in ("train", "eval", "export", "play"):
         from worldmodel.train import TrainingError
 
         errors += (TrainingError,)
+    errors += (
+        (FileNotFoundError, RuntimeError) if args.command in ("play", "eval", "export") else ()
+    )
     try:
         return args.func(args)
     except errors as e:

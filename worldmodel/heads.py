@@ -44,12 +44,15 @@ class FrameHead(nnx.Module):
             [nnx.Conv(a, 4 * b, (3, 3), rngs=rngs) for a, b in zip(chans, outs, strict=True)]
         )
         self.out = nnx.Conv(chans[-1], 3, (3, 3), rngs=rngs)
+        # A learned full-resolution background (logits): the static scene costs the latent nothing,
+        # and the upsampling path spends its capacity on what moves.
+        self.background = nnx.Param(jnp.zeros((cfg.frame_size, cfg.frame_size, 3)))
 
     def __call__(self, z: jax.Array) -> jax.Array:
         x = self.seed(z).reshape(z.shape[0], self.base, self.base, self.cfg.decoder_channels[0])
         for up in self.ups:
             x = depth_to_space(jax.nn.gelu(up(x)))
-        return jax.nn.sigmoid(self.out(x))
+        return jax.nn.sigmoid(self.out(x) + self.background[...])
 
 
 class AudioHead(nnx.Module):

@@ -73,12 +73,16 @@ def head_losses(
     obs: dict[str, jax.Array],
     reward: jax.Array | None,
     done: jax.Array | None,
+    frame_rows: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """Head losses on latents float[N, D] against their observations (flattened to [N, ...])."""
-    pred = model.decode(lat, ("frame", "audio", "caption"))
+    """Head losses on latents float[N, D] against their observations (flattened to [N, ...]);
+    frames are decoded only for `frame_rows` when given (the decoder dominates a CPU step)."""
+    pred = model.decode(lat, ("audio", "caption"))
+    rows = jnp.arange(lat.shape[0]) if frame_rows is None else frame_rows
+    frames = model.heads["frame"](lat[rows])
     target_mel = log_mel(obs["audio"], cfg.n_mels, cfg.mel_frames)
     out = {
-        "frame": jnp.mean((pred["frame"] - obs["frame"].astype(jnp.float32) / 255.0) ** 2),
+        "frame": jnp.mean((frames - obs["frame"][rows].astype(jnp.float32) / 255.0) ** 2),
         "audio": jnp.mean(jnp.abs(pred["audio"] - target_mel)),
         "caption": optax.softmax_cross_entropy_with_integer_labels(
             pred["caption"], obs["caption_tokens"]
@@ -117,22 +121,30 @@ def loss_fn(
         losses["jepa"] = jnp.mean((z - z_target) ** 2)
         losses.update(frame=zero, audio=zero, caption=zero, reward=zero, done=zero)
     elif stage == "warmup":
-        losses.update(head_losses(model, cfg, sg(z), flat, None, None), reward=zero, done=zero)
+        rows = jax.random.permutation(jax.random.fold_in(key, 1), B * W)[
+            : B * (1 + tcfg.frame_decodes)
+        ]
+        losses.update(
+            head_losses(model, cfg, sg(z), flat, None, None, rows), reward=zero, done=zero
+        )
     else:
         zs = z.reshape(B, W, -1)
         preds = rollout(model, zs, batch["action"], C)  # [B, W-1, D]
         losses["jepa"] = jnp.mean((preds - z_target.reshape(B, W, -1)[:, 1:]) ** 2)
-        # Heads read the last grounded latent (reconstruction) and every prediction.
+        # Heads read the last grounded latent (a reconstruction) and every prediction; frames are
+        # decoded for the reconstructions and a random subset of the predicted steps.
         lat = jnp.concatenate([zs[:, C - 1], preds.reshape(B * (W - 1), -1)])
         tgt = {
             k: jnp.concatenate([v[:, C - 1], v[:, 1:].reshape(B * (W - 1), *v.shape[2:])])
             for k, v in obs.items()
         }
-        losses.update(
-            head_losses(
-                model, cfg, sg(lat), tgt, batch["reward"].reshape(-1), batch["done"].reshape(-1)
-            )
+        keys = jax.random.split(jax.random.fold_in(key, 1), B)
+        pick = jax.vmap(lambda k: jax.random.permutation(k, W - 1)[: tcfg.frame_decodes])(keys)
+        rows = jnp.concatenate(
+            [jnp.arange(B), B + (jnp.arange(B)[:, None] * (W - 1) + pick).ravel()]
         )
+        reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
+        losses.update(head_losses(model, cfg, sg(lat), tgt, reward, done, rows))
     assert set(losses) == set(tcfg.weights), (sorted(losses), sorted(tcfg.weights))
     scales = scales or {k: 1.0 for k in losses}
     total = sum(tcfg.weights[k] * scales[k] * v for k, v in losses.items())

@@ -151,7 +151,7 @@ def test_the_cli_records_checks_and_lists_worlds(tmp_path):
     assert summary["world"] == "cartpole" and summary["episodes"] == 2
     worlds = subprocess.run([*CLI, "worlds"], capture_output=True, text=True)
     assert worlds.returncode == 0
-    for name in ("balls", "reacher", "cartpole", "push_x", "left"):
+    for name in ("balls", "reacher", "cartpole", "push_x", "a: push_x -"):
         assert name in worlds.stdout
     bad = subprocess.run(
         [*CLI, "record", "--mjcf", str(tmp_path / "nope.xml"), "--out", str(tmp_path / "x")],

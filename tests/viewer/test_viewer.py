@@ -1,0 +1,178 @@
+"""The window, driven headless as a person would drive it: scripted keys, screenshots, recording."""
+
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pygame
+import pytest
+
+from viewer.app import PlayConfig, Viewer, read_script
+from worldmodel.config import preset
+from worldmodel.record import RecordConfig, record
+from worldmodel.train import train
+
+MICRO = dict(
+    width=32,
+    depth=1,
+    heads=2,
+    stem=(8, 16, 16),
+    latent_dim=32,
+    hidden_dim=32,
+    decoder_channels=(16, 8, 8),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A barely trained balls model: enough to exercise every code path of the window."""
+    root = tmp_path_factory.mktemp("viewer")
+    record(RecordConfig(world="balls", episodes=2, steps=12, seed=0), root / "data", progress=False)
+    m, t = preset("tiny", **MICRO, batch=2, context=2, horizon=3, steps=2, stages=(0.0, 0.0))
+    train(root / "data", root / "run", m, t, progress=False)
+    return root / "run"
+
+
+def viewer(run, **kw) -> Viewer:
+    cfg = PlayConfig(worlds=["balls"], ckpts={"balls": str(run)}, size=256, headless=True, **kw)
+    return Viewer(cfg)
+
+
+def press(v: Viewer, name: str) -> None:
+    for kind in (pygame.KEYDOWN, pygame.KEYUP):
+        v.handle(pygame.event.Event(kind, key=pygame.key.key_code(name)))
+
+
+def test_a_scripted_headless_session_writes_video_sound_and_a_screenshot(run, tmp_path):
+    script = tmp_path / "keys.txt"
+    script.write_text("# push right, then up\n2 d down\n10 d up\n10 w down\n20 w up\n")
+    out = tmp_path / "session.mp4"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldmodel.cli",
+            "play",
+            "--headless",
+            "--world",
+            "balls",
+            "--ckpt",
+            str(run),
+            "--script",
+            str(script),
+            "--steps",
+            "30",
+            "--record",
+            str(out),
+            "--size",
+            "256",
+            "--profile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "frame cost" in result.stdout and "median" in result.stdout
+    shot = pygame.image.load(str(out.with_suffix(".png")))
+    pixels = pygame.surfarray.array3d(shot)
+    assert pixels.std() > 10, "the screenshot is not uniform"
+    caption_area = pixels[8:256, 256 + 12 : 256 + 60]
+    hud = pixels[8:600, 256 + 66 : 256 + 84]
+    background = np.array([18, 20, 26])
+    assert (np.abs(caption_area - background).sum(-1) > 60).sum() > 50, "caption text is drawn"
+    assert (np.abs(hud - background).sum(-1) > 60).sum() > 50, "the HUD is drawn"
+    n_frames = sum(1 for _ in imageio_ffmpeg.read_frames(str(out))) - 1  # first item is metadata
+    assert n_frames == 30
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True
+    )
+    assert "Audio: aac" in probe.stderr
+    import wave
+
+    with wave.open(str(out.with_suffix(".wav"))) as w:
+        assert w.getnframes() == 30 * 800 and w.getframerate() == 16000
+
+
+def test_pause_step_and_reset_do_what_they_say(run):
+    v = viewer(run)
+    for _ in range(3):
+        v.advance()
+    assert v.step_no == 3
+    press(v, "space")
+    assert v.paused
+    for _ in range(4):  # frames go by, the world does not
+        if not v.paused or v.step_once:
+            v.advance()
+    assert v.step_no == 3
+    press(v, "right")
+    assert v.step_once
+    v.advance()
+    assert v.step_no == 4
+    v.cfg.horizon = 0
+    press(v, "backspace")
+    assert v.step_no == 0 and v.since_ground == 0
+    press(v, "up")
+    press(v, "up")
+    assert v.cfg.horizon == 2
+    v.paused = False
+    for _ in range(3):
+        v.advance()
+    assert v.since_ground == 1, "re-grounded after two imagined steps"
+
+
+def test_thousands_of_random_keys_and_resizes_raise_nothing(run):
+    v = viewer(run, steps=1)
+    rng = np.random.default_rng(0)
+    names = [
+        "space",
+        "right",
+        "backspace",
+        "+",
+        "-",
+        "up",
+        "down",
+        "m",
+        "h",
+        "1",
+        "2",
+        "3",
+        "4",
+        "w",
+        "a",
+        "s",
+        "d",
+        "q",
+        "x",
+        "left",
+        "return",
+    ]
+    for i in range(2000):
+        kind = pygame.KEYDOWN if rng.random() < 0.6 else pygame.KEYUP
+        v.handle(pygame.event.Event(kind, key=pygame.key.key_code(names[rng.integers(len(names))])))
+        if i % 50 == 0:
+            v.handle(
+                pygame.event.Event(
+                    pygame.VIDEORESIZE, w=int(rng.integers(100, 900)), h=int(rng.integers(100, 700))
+                )
+            )
+        if i % 10 == 0:
+            if not v.paused:
+                v.advance()
+            v.draw()
+
+
+def test_the_window_opens_on_the_true_simulator_without_a_checkpoint(capsys):
+    v = Viewer(PlayConfig(worlds=["cartpole"], ckpts={}, size=128, headless=True))
+    v.advance()
+    v.draw()
+    assert v.imaginer is None and "no checkpoint for cartpole" in capsys.readouterr().err
+    assert v.shown["frame"].shape == (64, 64, 3)
+
+
+def test_a_bad_script_line_is_named(tmp_path):
+    bad = tmp_path / "keys.txt"
+    bad.write_text("3 right down\nsoon left up\n")
+    with pytest.raises(ValueError, match=r"keys.txt:2: expected 'STEP KEY down\|up'"):
+        read_script(bad)

@@ -1,0 +1,489 @@
+"""The real-time window: steer a world; see, hear and read the world model's imagined version of it.
+
+The true simulator runs side by side under the same actions: it grounds the dream (Backspace, or
+every `horizon` steps) and measures how far the dream has drifted. Headless mode runs the same loop
+with scripted keys and writes an MP4 (with sound), a WAV and a final PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import wave
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = [
+    ("Space", "pause / run"),
+    ("Right", "one step while paused"),
+    ("Backspace", "reset: re-encode from the true simulator"),
+    ("+ / -", "speed"),
+    ("Up / Down", "imagined steps before re-grounding (0 = pure dream)"),
+    ("Tab", "next world"),
+    ("M", "human / planner control"),
+    ("R", "record MP4 with sound on / off"),
+    ("P", "screenshot PNG"),
+    ("H", "this help"),
+    ("1 2 3 4", "panels: truth + PSNR, latent PCA, attention, spectrogram"),
+    ("Esc", "quit"),
+]
+PANELS = ("truth", "pca", "attention", "spectrogram")
+
+
+@dataclass
+class PlayConfig:
+    """How to run the window; `worldmodel play` fills it."""
+
+    worlds: list[str]  # world names (Tab cycles), or one "mjcf" entry with `mjcf`
+    ckpts: dict[str, str | None]  # world -> checkpoint/run folder (None: true simulator only)
+    mjcf: str | None = None  # a user's MJCF file instead of the bundled worlds
+    size: int = 512  # pixels of the main view
+    fps: float = 20.0  # control steps per second at speed 1
+    seed: int = 0  # episode seed of the true simulator
+    horizon: int = 0  # imagined steps before re-grounding; 0 = pure dream after a reset
+    headless: bool = False  # dummy video/audio drivers, no pacing
+    script: str | None = None  # scripted key events: lines "STEP KEY down|up"
+    steps: int | None = None  # stop after this many loop frames (headless)
+    record: str | None = None  # headless: MP4 path (a WAV and a PNG are written beside it)
+    profile: bool = False  # print per-frame cost (median and p99, by part)
+    panels: set[str] = field(default_factory=lambda: {"truth", "spectrogram"})
+
+
+def read_script(path: str | os.PathLike) -> dict[int, list[tuple[str, bool]]]:
+    """Scripted key events: {frame: [(key name, down?)]}; errors name the file and line."""
+    events: dict[int, list[tuple[str, bool]]] = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        parts = line.rsplit(maxsplit=1)
+        head = parts[0].split(maxsplit=1) if len(parts) == 2 else []
+        if len(head) != 2 or parts[1] not in ("down", "up") or not head[0].isdigit():
+            raise ValueError(
+                f"{path}:{n}: expected 'STEP KEY down|up' (e.g. '12 right down'), got {line!r}"
+            )
+        events.setdefault(int(head[0]), []).append((head[1], parts[1] == "down"))
+    return events
+
+
+class Viewer:
+    """One window, one world at a time, the dream beside the truth."""
+
+    def __init__(self, cfg: PlayConfig) -> None:
+        if cfg.headless:
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+            os.environ["SDL_AUDIODRIVER"] = "dummy"
+        import pygame
+
+        self.pg = pygame
+        self.cfg = cfg
+        try:
+            pygame.display.init()
+            self.screen = pygame.display.set_mode(self._window_size(), pygame.RESIZABLE)
+        except pygame.error as e:
+            raise RuntimeError(
+                f"cannot open a window ({e}); without a display, run headless: "
+                f"worldmodel play --headless --world NAME --steps 300 --record out.mp4"
+            ) from None
+        pygame.display.set_caption("worldmodel")
+        pygame.font.init()
+        self.font = pygame.font.Font(None, 20)
+        self.big = pygame.font.Font(None, 26)
+        self.audio = self._init_audio()
+        self.joystick = self._init_joystick()
+        self.script = read_script(cfg.script) if cfg.script else {}
+        self.held: set[str] = set()
+        self.paused = False
+        self.step_once = False
+        self.speed = 1.0
+        self.show_help = False
+        self.panels = set(cfg.panels)
+        self.world_index = 0
+        self.frame_no = 0
+        self.recording: dict[str, list] | None = {"frames": [], "audio": []} if cfg.record else None
+        self.timings: dict[str, list[float]] = {k: [] for k in ("model", "decode", "draw", "audio")}
+        self.messages: list[str] = []
+        self._load_world()
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def _window_size(self) -> tuple[int, int]:
+        return self.cfg.size + 268, self.cfg.size + 96
+
+    def _init_audio(self):
+        pg = self.pg
+        try:
+            pg.mixer.init(frequency=16000, size=-16, channels=1, buffer=512)
+            return pg.mixer.Channel(0)
+        except pg.error as e:
+            print(f"no audio device ({e}): running silent", file=sys.stderr)
+            return None
+
+    def _init_joystick(self):
+        pg = self.pg
+        try:
+            pg.joystick.init()
+            return pg.joystick.Joystick(0) if pg.joystick.get_count() else None
+        except pg.error:
+            return None
+
+    def _load_world(self) -> None:
+        import sims
+
+        name = self.cfg.worlds[self.world_index]
+        self.world = sims.make(mjcf=self.cfg.mjcf) if self.cfg.mjcf else sims.make(name)
+        self.imaginer = None
+        ckpt = self.cfg.ckpts.get(name)
+        if ckpt:
+            from worldmodel.checkpoint import load
+            from worldmodel.imagine import Imaginer
+
+            loaded = load(ckpt)
+            if loaded.config["world"] != self.world.name:
+                raise ValueError(
+                    f"{ckpt}: a checkpoint of {loaded.config['world']!r}, "
+                    f"not of {self.world.name!r}"
+                )
+            self.imaginer = Imaginer(loaded)
+        else:
+            self.messages = [
+                f"no checkpoint for {name}: showing the true simulator.",
+                f"train one: worldmodel record --world {name} --episodes 200 "
+                f"--out data/{name} && worldmodel train --data data/{name} "
+                f"--out runs/{name} --preset small",
+            ]
+            print("\n".join(self.messages), file=sys.stderr)
+        print(
+            f"{name}: keys "
+            + ", ".join(
+                f"{k}: {self.world.action_spec.names[i]} {'+' if s > 0 else '-'}"
+                for k, (i, s) in self.world.keys.items()
+            )
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the true simulator and re-encode the dream from it."""
+        self.true_obs, _ = self.world.reset(self.cfg.seed)
+        self.step_no = 0
+        self.since_ground = 0
+        self.action = np.zeros(self.world.action_spec.shape, np.float32)
+        self.psnr: deque[float] = deque(maxlen=200)
+        self.latents: deque[np.ndarray] = deque(maxlen=300)
+        self.logmels: deque[np.ndarray] = deque(maxlen=48)
+        self.attention = None
+        self.shown = dict(self.true_obs)
+        if self.imaginer is not None:
+            self._ground()
+            self.shown = self.imaginer.decode(self.carry[1])[0]
+
+    def _ground(self) -> None:
+        z, attn = self.imaginer.encode([self.true_obs])
+        self.carry = (
+            self.imaginer.ground(self.carry, z)
+            if hasattr(self, "carry") and self.step_no
+            else self.imaginer.initial(z)
+        )
+        self.attention = np.asarray(attn[0, -1].mean(0))
+        self.since_ground = 0
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> int:
+        pg = self.pg
+        clock = pg.time.Clock()
+        running = True
+        while running:
+            for name, down in self.script.get(self.frame_no, []):
+                code = pg.key.key_code(name)
+                pg.event.post(pg.event.Event(pg.KEYDOWN if down else pg.KEYUP, key=code))
+            for event in pg.event.get():
+                running = self.handle(event) and running
+            if running and (not self.paused or self.step_once):
+                self.advance()
+                self.step_once = False
+            t = time.perf_counter()
+            self.draw()
+            self.timings["draw"].append(time.perf_counter() - t)
+            self.frame_no += 1
+            if self.cfg.steps is not None and self.frame_no >= self.cfg.steps:
+                running = False
+            if not self.cfg.headless:
+                clock.tick(self.cfg.fps * self.speed)
+        self.finish()
+        return 0
+
+    def handle(self, event) -> bool:
+        """Apply one pygame event; False means quit."""
+        pg = self.pg
+        if event.type == pg.QUIT:
+            return False
+        if event.type == pg.VIDEORESIZE and not self.cfg.headless:
+            self.screen = pg.display.set_mode((max(event.w, 320), max(event.h, 240)), pg.RESIZABLE)
+        if event.type == pg.KEYUP:
+            self.held.discard(pg.key.name(event.key))
+        if event.type != pg.KEYDOWN:
+            return True
+        key = pg.key.name(event.key)
+        self.held.add(key)
+        if key == "escape":
+            return False
+        if key == "space":
+            self.paused = not self.paused
+        elif key == "right" and self.paused:
+            self.step_once = True
+        elif key == "backspace":
+            self.reset()
+        elif key in ("+", "=", "[+]"):
+            self.speed = min(self.speed * 2, 8.0)
+        elif key in ("-", "[-]"):
+            self.speed = max(self.speed / 2, 0.125)
+        elif key == "up":
+            self.cfg.horizon += 1
+        elif key == "down":
+            self.cfg.horizon = max(0, self.cfg.horizon - 1)
+        elif key == "tab":
+            self.world_index = (self.world_index + 1) % len(self.cfg.worlds)
+            self._load_world()
+        elif key == "m":
+            self.messages = ["planner control arrives with the planner (issue #5)"]
+        elif key == "r":
+            self._toggle_recording()
+        elif key == "p":
+            path = Path(f"screenshot_{int(time.time())}_{self.frame_no}.png")
+            pg.image.save(self.screen, str(path))
+            self.messages = [f"saved {path}"]
+        elif key == "h":
+            self.show_help = not self.show_help
+        elif key in ("1", "2", "3", "4"):
+            self.panels ^= {PANELS[int(key) - 1]}
+        return True
+
+    def current_action(self) -> np.ndarray:
+        action = self.world.action_from_keys(self.held)
+        if self.joystick is not None and self.joystick.get_numaxes() >= 1:
+            axes = [
+                self.joystick.get_axis(i)
+                for i in range(min(self.joystick.get_numaxes(), len(action)))
+            ]
+            lo, hi = self.world.action_spec.low, self.world.action_spec.high
+            for i, a in enumerate(axes):
+                if abs(a) > 0.15:
+                    action[i] = (lo[i] + hi[i]) / 2 + a * (hi[i] - lo[i]) / 2
+        return action
+
+    def advance(self) -> None:
+        """One control step of the truth and of the dream under the same action."""
+        self.action = self.current_action()
+        self.true_obs, _, terminated, _, _ = self.world.step(self.action)
+        self.step_no += 1
+        if self.imaginer is None:
+            self.shown = dict(self.true_obs)
+        else:
+            t = time.perf_counter()
+            self.carry = self.imaginer.step(self.carry, self.action)
+            self.since_ground += 1
+            if self.cfg.horizon and self.since_ground >= self.cfg.horizon:
+                self._ground()
+            self.timings["model"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            self.shown = self.imaginer.decode(self.carry[1])[0]
+            self.timings["decode"].append(time.perf_counter() - t)
+            self.latents.append(np.asarray(self.carry[1][0]))
+            mse = np.mean((self.shown["frame"] / 255.0 - self.true_obs["frame"] / 255.0) ** 2)
+            self.psnr.append(10 * np.log10(1.0 / max(mse, 1e-10)))
+            if "attention" in self.panels:
+                _, attn = self.imaginer.encode([self.true_obs])
+                self.attention = np.asarray(attn[0, -1].mean(0))
+        if "logmel" in self.shown:
+            self.logmels.append(self.shown["logmel"])
+        t = time.perf_counter()
+        self._play(self.shown["audio"])
+        self.timings["audio"].append(time.perf_counter() - t)
+        if terminated:
+            self.messages = [f"the episode ended ({self.true_obs['caption']}); reset"]
+            self.reset()
+
+    def _play(self, audio: np.ndarray) -> None:
+        chunk = np.asarray(audio, np.float32).copy()
+        fade = np.linspace(0.0, 1.0, 32, dtype=np.float32)
+        chunk[:32] *= fade  # a chunk's edges meet silence, never a step: no clicks
+        chunk[-32:] *= fade[::-1]
+        pcm = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+        if self.recording is not None:
+            self.recording["audio"].append(pcm)
+        if self.audio is None:
+            return
+        sound = self.pg.sndarray.make_sound(pcm)
+        if not self.audio.get_busy():
+            self.audio.play(sound)
+        elif self.audio.get_queue() is None:
+            self.audio.queue(sound)  # one chunk ahead: gapless; faster than real time drops chunks
+
+    # --- drawing --------------------------------------------------------------------------------
+    def draw(self) -> None:
+        from viewer import panels as P
+
+        pg, s, f = self.pg, self.screen, self.font
+        s.fill(P.BG)
+        size = self.cfg.size
+        P.blit_array(s, self.shown["frame"], pg.Rect(8, 8, size, size))
+        y = size + 14
+        caption = self.shown.get("caption") or "(nothing happens)"
+        for line in P.wrap(self.big, caption, size)[:2]:
+            y = P.text(s, self.big, line, (12, y), P.FG if self.shown.get("caption") else P.DIM)
+        mode = "dream" if self.imaginer is not None else "true simulator"
+        fps = 1.0 / max(statistics.mean(self.timings["draw"][-20:] or [1.0]), 1e-6)
+        hud = (
+            f"{self.world.name} | {mode} | step {self.step_no} | {fps:.0f} fps | "
+            f"speed x{self.speed:g} | action {np.round(self.action, 2).tolist()} | human | "
+            f"horizon {self.since_ground}/{self.cfg.horizon or 'inf'}"
+            f"{' | PAUSED' if self.paused else ''}{' | REC' if self.recording else ''}"
+        )
+        P.text(s, f, hud, (12, size + 68), P.DIM)
+        x, y = size + 16, 8
+        w = 244
+        if "truth" in self.panels:
+            P.text(s, f, "true simulator", (x, y), P.DIM)
+            P.blit_array(s, self.true_obs["frame"], pg.Rect(x, y + 18, w, w))
+            y += w + 22
+            P.plot(s, f, pg.Rect(x, y, w, 70), "dream vs truth PSNR (dB)", list(self.psnr))
+            y += 76
+        if "pca" in self.panels:
+            P.trajectory(s, f, pg.Rect(x, y, w, 110), list(self.latents))
+            y += 116
+        if "attention" in self.panels and self.attention is not None:
+            from worldmodel.encoders import token_labels
+
+            P.heatmap(
+                s,
+                f,
+                pg.Rect(x, y, w, 150),
+                "attention",
+                self.attention,
+                token_labels(self.imaginer.cfg),
+            )
+            y += 156
+        if "spectrogram" in self.panels:
+            P.spectrogram(s, f, pg.Rect(x, y, w, 80), list(self.logmels))
+        yy = 12
+        for m in self.messages:
+            for line in P.wrap(f, m, size - 16):
+                yy = P.text(s, f, line, (16, yy), P.ACCENT)
+        if self.show_help:
+            pg.draw.rect(s, (10, 10, 14), pg.Rect(40, 40, size - 80, 40 + 22 * len(HELP)))
+            yy = 52
+            for k, what in HELP + [
+                (k, f"{self.world.action_spec.names[i]} {'+' if v > 0 else '-'}")
+                for k, (i, v) in self.world.keys.items()
+            ]:
+                P.text(s, f, k, (56, yy), P.ACCENT)
+                yy = P.text(s, f, what, (170, yy))
+        pg.display.flip()
+        if self.recording is not None and (not self.paused or self.step_once):
+            self.recording["frames"].append(pg.surfarray.array3d(s).swapaxes(0, 1).copy())
+
+    # --- recording ------------------------------------------------------------------------------
+    def _toggle_recording(self) -> None:
+        if self.recording is None:
+            self.recording = {"frames": [], "audio": []}
+            self.messages = ["recording..."]
+        else:
+            path = Path(f"recording_{int(time.time())}.mp4")
+            write_video(path, self.recording["frames"], self.recording["audio"], self.cfg.fps)
+            self.recording = None
+            self.messages = [f"saved {path}"]
+
+    def finish(self) -> None:
+        """Write the headless outputs and the profile; close the window."""
+        if self.cfg.record and self.recording is not None:
+            out = Path(self.cfg.record)
+            write_video(out, self.recording["frames"], self.recording["audio"], self.cfg.fps)
+            write_wav(out.with_suffix(".wav"), self.recording["audio"])
+            self.pg.image.save(self.screen, str(out.with_suffix(".png")))
+            print(f"wrote {out}, {out.with_suffix('.wav')}, {out.with_suffix('.png')}")
+        if self.cfg.profile:
+            print(profile_table(self.timings))
+        self.pg.quit()
+
+
+def profile_table(timings: dict[str, list[float]]) -> str:
+    """Median and p99 milliseconds per frame, by part and in total (model + decode + draw)."""
+    lines = [f"{'part':<8}{'median ms':>10}{'p99 ms':>9}{'frames':>8}"]
+    for k, v in timings.items():
+        if v:
+            ms = np.array(v[2:] or v) * 1e3  # the first frames include compilation
+            lines.append(f"{k:<8}{np.median(ms):>10.2f}{np.percentile(ms, 99):>9.2f}{len(v):>8}")
+    return "\n".join(lines)
+
+
+def frame_cost(timings: dict[str, list[float]]) -> dict[str, float]:
+    """Per-frame model + decode + draw cost in ms: median and p99 over the session."""
+    n = min(len(timings["draw"]), *(len(timings[k]) or 10**9 for k in ("model", "decode")))
+    parts = [np.array(timings[k][-n:]) for k in ("model", "decode", "draw") if timings[k]]
+    total = np.sum(parts, 0)[2:] * 1e3
+    return {"median": float(np.median(total)), "p99": float(np.percentile(total, 99))}
+
+
+def write_wav(path: Path, chunks: list[np.ndarray], rate: int = 16000) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.concatenate(chunks).astype(np.int16).tobytes() if chunks else b"")
+
+
+def write_video(path: Path, frames: list[np.ndarray], audio: list[np.ndarray], fps: float) -> None:
+    """MP4 (H.264) of the window with the sound as an AAC track, by imageio-ffmpeg's own ffmpeg."""
+    import imageio.v2 as iio
+    import imageio_ffmpeg
+
+    if not frames:
+        return
+    tmp_video = path.with_suffix(".video.mp4")
+    tmp_audio = path.with_suffix(".audio.wav")
+    with iio.get_writer(tmp_video, fps=fps, codec="libx264", quality=7, macro_block_size=8) as w:
+        for frame in frames:
+            w.append_data(frame)
+    write_wav(tmp_audio, audio)
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-i",
+        str(tmp_video),
+        "-i",
+        str(tmp_audio),
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True)
+    tmp_video.unlink()
+    tmp_audio.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m viewer`: the same as `worldmodel play`."""
+    from worldmodel.cli import main as cli
+
+    return cli(["play", *(argv if argv is not None else sys.argv[1:])])
+
+
+def play(cfg: PlayConfig) -> dict[str, Any]:
+    """Run a session; returns its frame cost (ms) and frame count."""
+    viewer = Viewer(cfg)
+    viewer.run()
+    return {
+        "frames": viewer.frame_no,
+        **(frame_cost(viewer.timings) if viewer.timings["model"] else {}),
+    }

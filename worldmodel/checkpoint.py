@@ -1,0 +1,156 @@
+"""Load a trained world model: from a training run (Orbax checkpoint + config.json) or from an
+exported checkpoint folder (`model.safetensors` + `config.json` + `card.json`, no pickle anywhere).
+
+`export` turns a run into the shipped form; loading it checks every name, shape and dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from worldmodel.config import ModelConfig, TrainConfig
+from worldmodel.data import Normalizer
+from worldmodel.model import WorldModel
+
+
+@dataclass
+class Loaded:
+    """A world model ready for inference: split NNX state for `jax.jit`, plus what it was fit to."""
+
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    cfg: ModelConfig
+    norm: Normalizer
+    config: dict[str, Any]  # the run's config.json (world, vocab, action spec, names, ...)
+
+    @property
+    def model(self) -> WorldModel:
+        return nnx.merge(self.graphdef, self.params)
+
+
+def _dataclass_from(cls, d: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+
+def read_config(run: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {run} a training run or checkpoint folder?")
+    return json.loads(path.read_text())
+
+
+def load_run(run: str | os.PathLike, step: int | None = None, ema: bool = False) -> Loaded:
+    """The latest (or given) checkpoint of a training run; `ema` loads the target encoder's copy."""
+    from worldmodel.train import init_state, optimizer, restore
+
+    run = Path(run)
+    config = read_config(run)
+    mcfg = _dataclass_from(ModelConfig, config["model"])
+    tcfg = _dataclass_from(TrainConfig, {**config["train"], "weights": config["train"]["weights"]})
+    graphdef, template = init_state(mcfg, tcfg, optimizer(tcfg))
+    state = restore(run, graphdef, template, tcfg, step)
+    params = state["ema" if ema else "params"]
+    params = jax.tree.map(lambda x: x, params)
+    return Loaded(graphdef, params, mcfg, Normalizer(**config["normalizer"]), config)
+
+
+WEIGHTS = "model.safetensors"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        else:
+            out[key] = np.asarray(v)
+    return out
+
+
+def _template(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    abstract = nnx.eval_shape(lambda: WorldModel(cfg, rngs=nnx.Rngs(0)))
+    return nnx.split(abstract, nnx.Param)
+
+
+def export(
+    run: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any] | None = None
+) -> Path:
+    """Write a run's latest parameters as `out/model.safetensors` with its config and a card."""
+    from safetensors.numpy import save_file
+
+    loaded = load_run(run)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = _flatten(nnx.to_pure_dict(loaded.params))
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file(flat, str(tmp), metadata={"format": "worldmodel/1"})
+    os.replace(tmp, out / WEIGHTS)
+    shutil.copyfile(Path(run) / "config.json", out / "config.json")
+    if card is not None:
+        (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    return out / WEIGHTS
+
+
+def load_exported(folder: str | os.PathLike) -> Loaded:
+    """An exported checkpoint; a missing, extra or mis-shaped tensor is named in the error."""
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    config = read_config(folder)
+    mcfg = _dataclass_from(ModelConfig, config["model"])
+    graphdef, abstract = _template(mcfg)
+    expected = _flatten(jax.tree.map(lambda x: np.zeros((), x.dtype), nnx.to_pure_dict(abstract)))
+    shapes = {
+        k: v.shape
+        for k, v in _flatten(
+            jax.tree.map(lambda x: np.empty(x.shape, x.dtype), nnx.to_pure_dict(abstract))
+        ).items()
+    }
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    tensors = load_file(str(path))
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{path}: tensors do not match the model in config.json; "
+            f"missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+    for k, v in tensors.items():
+        if v.shape != shapes[k] or v.dtype != expected[k].dtype:
+            raise ValueError(
+                f"{path}: tensor {k!r} is {v.dtype}{list(v.shape)}; the model "
+                f"expects {expected[k].dtype}{list(shapes[k])}"
+            )
+    nested: dict = {}
+    for k, v in tensors.items():
+        node = nested
+        *head, last = k.split("/")
+        for part in head:
+            node = node.setdefault(int(part) if part.isdigit() else part, {})
+        node[int(last) if last.isdigit() else last] = jax.numpy.asarray(v)
+    nnx.replace_by_pure_dict(abstract, nested)
+    return Loaded(graphdef, abstract, mcfg, Normalizer(**config["normalizer"]), config)
+
+
+def load(path: str | os.PathLike) -> Loaded:
+    """A training run folder or an exported checkpoint folder, whichever `path` is."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return load_exported(path)
+    if (path / "ckpt").is_dir():
+        return load_run(path)
+    raise FileNotFoundError(
+        f"{path}: neither an exported checkpoint ({WEIGHTS}) nor a training run (ckpt/)"
+    )
