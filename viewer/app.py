@@ -310,7 +310,7 @@ class Viewer:
             self.reset()
 
     def _play(self, audio: np.ndarray) -> None:
-        chunk = np.asarray(audio, np.float32).copy()
+        chunk = np.nan_to_num(np.asarray(audio, np.float32))
         fade = np.linspace(0.0, 1.0, 32, dtype=np.float32)
         chunk[:32] *= fade  # a chunk's edges meet silence, never a step: no clicks
         chunk[-32:] *= fade[::-1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -83,23 +82,52 @@ def _template(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(abstract, nnx.Param)
 
 
-def export(
-    run: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any] | None = None
-) -> Path:
-    """Write a run's latest parameters as `out/model.safetensors` with its config and a card."""
+def save(loaded: Loaded, out: str | os.PathLike, card: dict[str, Any] | None = None) -> Path:
+    """Write parameters as `out/model.safetensors` (atomically) with config.json and a card."""
     from safetensors.numpy import save_file
 
-    loaded = load_run(run)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flat = _flatten(nnx.to_pure_dict(loaded.params))
     tmp = out / (WEIGHTS + ".tmp")
     save_file(flat, str(tmp), metadata={"format": "worldmodel/1"})
     os.replace(tmp, out / WEIGHTS)
-    shutil.copyfile(Path(run) / "config.json", out / "config.json")
+    (out / "config.json").write_text(json.dumps(loaded.config, indent=1) + "\n")
     if card is not None:
         (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     return out / WEIGHTS
+
+
+def export(
+    run: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any] | None = None
+) -> Path:
+    """Write a training run's latest parameters in the shipped form (see `save`)."""
+    return save(load_run(run), out, card)
+
+
+def fresh(world_describe: dict[str, Any], mcfg: ModelConfig, seed: int = 0) -> Loaded:
+    """An untrained model shaped for a world (benchmarks: speed does not depend on the weights)."""
+    import dataclasses
+
+    from worldmodel.train import model_config_for
+
+    meta = world_describe
+    mcfg = model_config_for(meta, mcfg)
+    graphdef, params = nnx.split(WorldModel(mcfg, rngs=nnx.Rngs(seed)), nnx.Param)
+    P = len(meta["proprio_names"])
+    norm = Normalizer([0.0] * P, [1.0] * P, meta["action"]["low"], meta["action"]["high"])
+    config = {
+        "model": json.loads(json.dumps(dataclasses.asdict(mcfg))),
+        "train": json.loads(json.dumps(dataclasses.asdict(TrainConfig()))),
+        "normalizer": dataclasses.asdict(norm),
+        "data": None,
+        "world": meta["world"],
+        "vocab": meta["caption"]["vocab"],
+        "action": meta["action"],
+        "proprio_names": meta["proprio_names"],
+        "state_names": meta["state_names"],
+    }
+    return Loaded(graphdef, params, mcfg, norm, config)
 
 
 def load_exported(folder: str | os.PathLike) -> Loaded:

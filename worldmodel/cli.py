@@ -95,6 +95,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     }
     if args.pure_jepa:
         overrides["heads_grad_to_latent"] = False
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"--set {item}: the value must be JSON (e.g. width=64)") from None
+        if isinstance(overrides[key], list):
+            overrides[key] = tuple(overrides[key])
+    if args.coordinator:
+        import jax
+
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     mcfg, tcfg = preset(args.preset, **overrides)
     last = train(args.data, args.out, mcfg, tcfg)
     print(json.dumps(last))
@@ -168,6 +180,19 @@ def _cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from worldmodel.bench import bench, table
+
+    result = bench(quick=args.quick, viewer_only=args.viewer)
+    print(table(result))
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldmodel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--context", type=int)
     s.add_argument("--horizon", type=int)
     s.add_argument("--pure-jepa", action="store_true", help="heads train on stop-gradient latents")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=JSON",
+        help="override any model or train config field, e.g. --set width=64",
+    )
+    s.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-host training")
+    s.add_argument("--num-processes", type=int, default=1)
+    s.add_argument("--process-id", type=int, default=0)
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("eval", help="open-loop evaluation on held-out episodes, with baselines")
@@ -236,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("out")
     s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("bench", help="speed, side by side with the simulator and the machine")
+    s.add_argument("--quick", action="store_true", help="a smoke run: tiny model, few repeats")
+    s.add_argument("--viewer", action="store_true", help="only the viewer's frame cost")
+    s.add_argument("--out", help="write the results as JSON")
+    s.set_defaults(func=_cmd_bench)
 
     s = sub.add_parser("data", help="dataset tools")
     data = s.add_subparsers(dest="data_command", required=True)

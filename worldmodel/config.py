@@ -74,6 +74,7 @@ class TrainConfig:
     ckpt_every: int = 100  # checkpoint every n steps
     keep: int = 3  # checkpoints kept
     seed: int = 0  # parameters, data order and dropout
+    data_shards: int = 0  # episode i is in shard i % data_shards; 0 = one shard per process
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {

@@ -1,8 +1,10 @@
 """Training windows from a recorded dataset: episodes in memory, windows sampled by (seed, step).
 
 Sampling depends only on (seed, step), so a resumed run sees exactly the batches an uninterrupted
-one would. Proprioception is standardised with training-set statistics; actions are scaled to
-[-1, 1].
+one would. Episode i belongs to data shard i % shards; a process loads only the shards it owns (its
+share in multi-host training) and a batch is one equal slice per shard in shard order, so the global
+batch is the same however shards are spread over processes. Proprioception is standardised with
+training-set statistics; actions are scaled to [-1, 1].
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ class Normalizer:
     action_low: list[float]
     action_high: list[float]
 
+    @classmethod
+    def fit(cls, stats: np.ndarray, action: dict[str, Any]) -> Normalizer:
+        """From per-shard (count, sum, sum of squares) rows, added in shard order."""
+        n, s, ss = stats.sum(0)
+        mean = s / np.maximum(n, 1)
+        std = np.sqrt(np.maximum(ss / np.maximum(n, 1) - mean**2, 0.0))
+        return cls(
+            mean.tolist(), np.maximum(std, 1e-3).tolist(), list(action["low"]), list(action["high"])
+        )
+
     def proprio(self, x: np.ndarray) -> np.ndarray:
         return ((x - np.asarray(self.proprio_mean)) / np.asarray(self.proprio_std)).astype(
             np.float32
@@ -38,46 +50,64 @@ class Normalizer:
 
 
 class Windows:
-    """All episodes of a dataset in memory, cut into windows of `window` observations."""
+    """The owned episodes of a dataset in memory, cut into windows of `window` observations."""
 
     def __init__(
         self,
         folder: str | os.PathLike,
         window: int,
         norm: Normalizer | None = None,
-        shard: tuple[int, int] = (0, 1),
+        shards: int = 1,
+        owned: tuple[int, ...] | None = None,
     ) -> None:
         self.meta: dict[str, Any] = read_meta(folder)
-        index, count = shard  # this process's share of the episodes, for multi-host training
-        self.episodes = [ep for i, ep in enumerate(iter_episodes(folder)) if i % count == index]
+        self.shards = shards
+        self.owned = tuple(range(shards)) if owned is None else tuple(owned)
+        keep = [i % shards in self.owned for i in range(len(self.meta["episodes"]))]
+        self.episodes = list(iter_episodes(folder, keep=keep))
+        self.shard_of = [i % shards for i, k in enumerate(keep) if k]
         self.window = window
-        long = [ep for ep in self.episodes if len(ep["action"]) + 1 >= window]
-        if not long:
-            raise DatasetError(
-                f"{folder}: no episode has {window} observations (context + horizon); record "
-                f"longer episodes or lower --context/--horizon"
-            )
-        self.long = long
-        if norm is None:
-            p = np.concatenate([ep["proprio"] for ep in self.episodes])
-            spec = self.meta["action"]
-            norm = Normalizer(
-                p.mean(0).tolist(),
-                np.maximum(p.std(0), 1e-3).tolist(),
-                list(spec["low"]),
-                list(spec["high"]),
-            )
-        self.norm = norm
-        # Window starts, weighted so every step of every long-enough episode is equally likely.
-        self.starts = [
-            (e, s) for e, ep in enumerate(long) for s in range(len(ep["action"]) + 2 - window)
-        ]
+        self.long: list[dict[str, np.ndarray]] = []
+        self.starts: dict[int, list[tuple[int, int]]] = {k: [] for k in self.owned}
+        for ep, k in zip(self.episodes, self.shard_of, strict=True):
+            if len(ep["action"]) + 1 >= window:
+                e = len(self.long)
+                self.long.append(ep)
+                # Every step of every long-enough episode is equally likely to start a window.
+                self.starts[k] += [(e, s) for s in range(len(ep["action"]) + 2 - window)]
+        for k, starts in self.starts.items():
+            if not starts:
+                raise DatasetError(
+                    f"{folder}: no episode{f' of data shard {k}' if shards > 1 else ''} has "
+                    f"{window} observations (context + horizon); record longer episodes or "
+                    f"lower --context/--horizon"
+                )
+        self.norm = norm or Normalizer.fit(self.proprio_stats(), self.meta["action"])
+
+    @property
+    def all_starts(self) -> list[tuple[int, int]]:
+        return [s for k in self.owned for s in self.starts[k]]
+
+    def proprio_stats(self) -> np.ndarray:
+        """float64[shards, 3, P]: per shard (count, sum, sum of squares) of proprio; zero rows for
+        shards not owned here (processes add theirs up, and each row is filled exactly once)."""
+        P = len(self.meta["proprio_names"])
+        stats = np.zeros((self.shards, 3, P))
+        for ep, k in zip(self.episodes, self.shard_of, strict=True):
+            p = ep["proprio"].astype(np.float64)
+            stats[k] += np.stack([np.full(P, float(len(p))), p.sum(0), (p**2).sum(0)])
+        return stats
 
     def batch(self, seed: int, step: int, size: int) -> dict[str, np.ndarray]:
-        """A batch of windows: obs [B, W, ...], action [B, W-1, A], reward/done [B, W-1]."""
-        rng = np.random.default_rng([seed, step])
-        picks = rng.integers(len(self.starts), size=size)
-        return self.stack([self.starts[i] for i in picks])
+        """This process's part of the global batch of `size` windows (size / shards per owned
+        shard): obs [b, W, ...], action [b, W-1, A], reward and done [b, W-1]."""
+        per = size // self.shards
+        where: list[tuple[int, int]] = []
+        for k in self.owned:
+            rng = np.random.default_rng([seed, step, k])
+            starts = self.starts[k]
+            where += [starts[i] for i in rng.integers(len(starts), size=per)]
+        return self.stack(where)
 
     def stack(self, where: list[tuple[int, int]]) -> dict[str, np.ndarray]:
         W = self.window

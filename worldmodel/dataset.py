@@ -160,12 +160,13 @@ def load_episode(
 
 
 def iter_episodes(
-    folder: str | os.PathLike, verify: bool = False
+    folder: str | os.PathLike, verify: bool = False, keep: list[bool] | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every episode of a dataset, in index order."""
+    """Every episode of a dataset (or those `keep` marks), in index order."""
     meta = read_meta(folder)
-    for entry in meta["episodes"]:
-        yield load_episode(folder, entry, meta, verify=verify)
+    for i, entry in enumerate(meta["episodes"]):
+        if keep is None or keep[i]:
+            yield load_episode(folder, entry, meta, verify=verify)
 
 
 def check(folder: str | os.PathLike) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 From `context` observed steps the model imagines `horizon` steps under the recorded actions;
 frames, sound and captions are decoded and scored, and a linear probe reads the true physics state
-out of the latents (`probe_r2` on encoded latents, `state_r2[h]` on imagined ones) so that blur
-cannot pass for tracking. Writes `metrics.json`, PNGs, WAVs and `captions.txt`.
+out of the latent state (h, z) (`probe_r2` on grounded context states, `state_r2[h]` on imagined
+ones; velocities need the memory h) so that blur cannot pass for tracking. Writes `metrics.json`,
+PNGs, WAVs and `captions.txt`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class EvalConfig:
 
 
 def make_predict(loaded: Loaded, context: int):
-    """jit: (params, obs [B, C, ...], actions [B, C-1+H, A]) -> (z [B, C, D], preds [B, H, D])."""
+    """jit: (params, obs [B, C, ...], actions [B, C-1+H, A]) -> (z [B, C, D], memory h [B, C, M]
+    of the grounded context (h_t has read the steps before t), predicted z [B, H, D] and their
+    memory [B, H, M]). A recurrent model's latent state is (h, z): what it remembers and sees."""
 
     @jax.jit
     def predict(params, obs, actions):
@@ -64,11 +67,17 @@ def make_predict(loaded: Loaded, context: int):
 
         def ground(carry, t):
             h, _ = model.dynamics((carry[0], z[:, t]), actions[:, t])
-            return (h, z[:, t + 1]), None
+            return (h, z[:, t + 1]), h
 
-        carry, _ = jax.lax.scan(ground, model.dynamics.initial(z[:, 0]), jnp.arange(context - 1))
-        _, preds = model.imagine(carry, actions[:, context - 1 :])
-        return z, preds
+        carry, hs = jax.lax.scan(ground, model.dynamics.initial(z[:, 0]), jnp.arange(context - 1))
+        h_ctx = jnp.concatenate([carry[0][None] * 0, hs]).swapaxes(0, 1)
+
+        def dream(carry, a):
+            carry = model.dynamics(carry, a)
+            return carry, carry
+
+        _, (ph, pz) = jax.lax.scan(dream, carry, actions[:, context - 1 :].swapaxes(0, 1))
+        return z, h_ctx, pz.swapaxes(0, 1), ph.swapaxes(0, 1)
 
     return predict
 
@@ -82,14 +91,6 @@ def make_decode(loaded: Loaded):
         return out["frame"], out["audio"], jnp.argmax(out["caption"], -1).astype(jnp.int32)
 
     return decode
-
-
-def make_encode(loaded: Loaded):
-    @jax.jit
-    def encode(params, obs):
-        return nnx.merge(loaded.graphdef, params).encode(obs)
-
-    return encode
 
 
 def _gauss_blur(x: jax.Array) -> jax.Array:
@@ -183,20 +184,30 @@ class Probe:
         return float(np.mean(1.0 - sse / np.maximum(sst, 1e-9)))
 
 
-def _fit_probe(loaded: Loaded, encode, train_data: str, samples: int, seed: int = 0) -> Probe:
-    train = Windows(train_data, 1, loaded.norm)
+def _fit_probe(
+    loaded: Loaded, predict, train_data: str, context: int, samples: int, seed: int = 0
+) -> Probe:
+    """Fit the state probe on grounded latent states (h_t, z_t), t >= 1, of training windows."""
+    train = Windows(train_data, context + 1, loaded.norm)
     rng = np.random.default_rng(seed)
-    where = [
-        train.starts[i]
-        for i in rng.choice(len(train.starts), min(samples, len(train.starts)), replace=False)
-    ]
-    zs, states = [], []
-    for i in range(0, len(where), 256):
-        b = train.stack(where[i : i + 256])
-        obs = {k: jnp.asarray(b[k][:, 0]) for k in ("frame", "audio", "caption_tokens", "proprio")}
-        zs.append(np.asarray(encode(loaded.params, obs)))
-        states.append(b["state"][:, 0])
-    return Probe(np.concatenate(zs), np.concatenate(states))
+    starts = train.all_starts
+    n = min(max(samples // (context - 1), 1), len(starts))
+    where = [starts[i] for i in rng.choice(len(starts), n, replace=False)]
+    feats, states = [], []
+    for i in range(0, len(where), 64):
+        b = train.stack(where[i : i + 64])
+        obs = {
+            k: jnp.asarray(b[k][:, :context])
+            for k in ("frame", "audio", "caption_tokens", "proprio")
+        }
+        z, h, _, _ = predict(loaded.params, obs, jnp.asarray(b["action"]))
+        feats.append(
+            np.concatenate([np.asarray(h), np.asarray(z)], -1)[:, 1:].reshape(
+                -1, h.shape[-1] + z.shape[-1]
+            )
+        )
+        states.append(b["state"][:, 1:context].reshape(-1, b["state"].shape[-1]))
+    return Probe(np.concatenate(feats), np.concatenate(states))
 
 
 def evaluate(
@@ -226,18 +237,20 @@ def evaluate(
         where += [
             (e, int(s)) for s in np.unique(np.linspace(0, last, cfg.windows_per_episode).round())
         ]
-    predict, decode, encode = make_predict(loaded, C), make_decode(loaded), make_encode(loaded)
-    probe = _fit_probe(loaded, encode, train_data or loaded.config["data"], cfg.probe_samples)
-    R: dict[str, list] = {k: [] for k in ("z", "pred", "frame", "mel", "tok")}
+    predict, decode = make_predict(loaded, C), make_decode(loaded)
+    probe = _fit_probe(loaded, predict, train_data or loaded.config["data"], C, cfg.probe_samples)
+    R: dict[str, list] = {k: [] for k in ("z", "h", "pred", "pred_h", "frame", "mel", "tok")}
     T: dict[str, list] = {k: [] for k in ("frame", "audio", "caption_tokens", "state", "caption")}
     for i in range(0, len(where), cfg.batch):
         b = held.stack(where[i : i + cfg.batch])
         obs = {k: jnp.asarray(b[k][:, :C]) for k in ("frame", "audio", "caption_tokens", "proprio")}
-        z, preds = predict(loaded.params, obs, jnp.asarray(b["action"]))
+        z, h, preds, pred_h = predict(loaded.params, obs, jnp.asarray(b["action"]))
         frame, mel, tok = decode(loaded.params, preds.reshape(-1, preds.shape[-1]))
         n = z.shape[0]
         R["z"].append(np.asarray(z))
         R["pred"].append(np.asarray(preds))
+        R["h"].append(np.asarray(h))
+        R["pred_h"].append(np.asarray(pred_h))
         R["frame"].append(np.asarray(frame).reshape(n, H, *frame.shape[1:]))
         R["mel"].append(np.asarray(mel).reshape(n, H, *mel.shape[1:]))
         R["tok"].append(np.asarray(tok).reshape(n, H, -1))
@@ -286,8 +299,10 @@ def _score(loaded, probe, R, T, held, vocab, C, H) -> dict[str, Any]:
             s["state_r2"] = per_h(lambda h: probe.r2(state_std(h), true_state[:, h]))
         return s
 
-    pred_state = probe.predict(R["pred"].reshape(N * H, -1)).reshape(N, H, -1)
-    copy_state = probe.predict(R["z"][:, C - 1])
+    latent = np.concatenate([R["h"], R["z"]], -1)  # grounded (h, z) in the context
+    dreamt = np.concatenate([R["pred_h"], R["pred"]], -1)  # imagined (h, z)
+    pred_state = probe.predict(dreamt.reshape(N * H, -1)).reshape(N, H, -1)
+    copy_state = probe.predict(latent[:, C - 1])
     mean_frame = np.mean(np.stack([ep["frame"].mean(0) for ep in held.long]), 0) / 255.0
     mean_mel = true_mel.mean((0, 1))
     empty = np.full(true_tok.shape[-1], PAD, np.int32)
@@ -321,7 +336,8 @@ def _score(loaded, probe, R, T, held, vocab, C, H) -> dict[str, Any]:
         "latent_dim": int(z_all.shape[1]),
         "effective_rank": float(effective_rank(jnp.asarray(z_all))),
         "probe_r2": probe.r2(
-            probe.predict(z_all), T["state"][:, :C].reshape(-1, T["state"].shape[-1])
+            probe.predict(latent[:, 1:].reshape(-1, latent.shape[-1])),
+            T["state"][:, 1:C].reshape(-1, T["state"].shape[-1]),
         ),
         "model": model,
         "baselines": baselines,

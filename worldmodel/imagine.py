@@ -43,7 +43,9 @@ class Imaginer:
         def decode(params, z):
             out = nnx.merge(g, params).decode(z, ("frame", "audio", "caption", "reward", "done"))
             frame = jnp.round(out["frame"] * 255.0).astype(jnp.uint8)
-            wave = jax.vmap(lambda m: griffin_lim(m, S, griffin_lim_iters))(out["audio"])
+            # Clip to the range real sound spans, so an untrained or drifting dream stays finite.
+            mel = jnp.clip(out["audio"], -12.0, 4.0)
+            wave = jax.vmap(lambda m: griffin_lim(m, S, griffin_lim_iters))(mel)
             tokens = jnp.argmax(out["caption"], -1).astype(jnp.int32)
             return frame, out["audio"], wave, tokens, out["reward"], jax.nn.sigmoid(out["done"])
 

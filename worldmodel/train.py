@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -178,6 +179,25 @@ def _write_config(
     os.replace(tmp, path)
 
 
+def _replicate(tree, sharding):
+    """Place every leaf on all devices of the mesh (identical on every process)."""
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def _global_stats(local: np.ndarray) -> np.ndarray:
+    """Per-shard proprio statistics summed over processes (each shard's row comes from one)."""
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local)).sum(0)
+
+
 def train(
     data: str | os.PathLike,
     run: str | os.PathLike,
@@ -186,14 +206,30 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict[str, float]:
-    """Train (or resume) a run; returns the last logged metrics. `stop_after` ends early (tests)."""
+    """Train (or resume) a run; returns the last logged metrics. `stop_after` ends early (tests).
+
+    The batch is sharded over a 1-D mesh of every device of every process (parameters are
+    replicated); each process reads only its data shards. Process 0 writes config and metrics.
+    """
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    windows = Windows(
-        data, tcfg.context + tcfg.horizon, shard=(jax.process_index(), jax.process_count())
-    )
+    n_proc, rank = jax.process_count(), jax.process_index()
+    shards = tcfg.data_shards or n_proc
+    if shards % n_proc or tcfg.batch % shards or tcfg.batch % jax.device_count():
+        raise TrainingError(
+            f"batch {tcfg.batch} must divide into {shards} data shards and {jax.device_count()} "
+            f"devices, and the shards ({shards}) among {n_proc} processes"
+        )
+    owned = tuple(k for k in range(shards) if k % n_proc == rank)
+    windows = Windows(data, tcfg.context + tcfg.horizon, shards=shards, owned=owned)
+    # Every process must scale proprio alike: fit on all shards' statistics, in shard order.
+    windows.norm = Normalizer.fit(_global_stats(windows.proprio_stats()), windows.meta["action"])
     mcfg = model_config_for(windows.meta, mcfg)
-    _write_config(run, mcfg, tcfg, windows.norm, windows.meta, str(data))
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        _write_config(run, mcfg, tcfg, windows.norm, windows.meta, str(data))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    by_batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     tx = optimizer(tcfg)
     graphdef, state = init_state(mcfg, tcfg, tx)
     mgr = _checkpointer(run, tcfg)
@@ -201,23 +237,30 @@ def train(
     if mgr.latest_step() is not None:
         state = restore(run, graphdef, state, tcfg)
         start = int(state["step"])
+    state = _replicate(state, replicated)
     steps = {s: make_step(graphdef, tcfg, tx, s) for s in STAGES}
     metrics_path = run / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start)
+    if rank == 0:
+        _truncate_metrics(metrics_path, start)
     key = jax.random.key(tcfg.seed)
     last: dict[str, float] = {}
     bad = 0
     end = tcfg.steps if stop_after is None else min(tcfg.steps, stop_after)
     bar = tqdm(
-        range(start, end), initial=start, total=tcfg.steps, desc="train", disable=not progress
+        range(start, end),
+        initial=start,
+        total=tcfg.steps,
+        desc="train",
+        disable=not progress or rank != 0,
     )
     t0 = time.perf_counter()
-    with open(metrics_path, "a") as log:
+    with open(metrics_path, "a") if rank == 0 else open(os.devnull, "w") as log:
         for i in bar:
             stage = stage_at(i, tcfg)
+            local = windows.batch(tcfg.seed, i, tcfg.batch)
             batch = {
-                k: jnp.asarray(v)
-                for k, v in windows.batch(tcfg.seed, i, tcfg.batch).items()
+                k: jax.make_array_from_process_local_data(by_batch, v)
+                for k, v in local.items()
                 if k != "state"
             }
             state, m = steps[stage](state, batch, jax.random.fold_in(key, i))
