@@ -110,6 +110,7 @@ class Viewer:
         self.recording: dict[str, list] | None = {"frames": [], "audio": []} if cfg.record else None
         self.timings: dict[str, list[float]] = {k: [] for k in ("model", "decode", "draw", "audio")}
         self.messages: list[str] = []
+        self._last_sample = 0.0
         self._load_world()
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -311,9 +312,11 @@ class Viewer:
 
     def _play(self, audio: np.ndarray) -> None:
         chunk = np.nan_to_num(np.asarray(audio, np.float32))
-        fade = np.linspace(0.0, 1.0, 32, dtype=np.float32)
-        chunk[:32] *= fade  # a chunk's edges meet silence, never a step: no clicks
-        chunk[-32:] *= fade[::-1]
+        # Each step's sound is decoded on its own; glide from where the last chunk ended so the
+        # junction has no jump (a jump is what a click is), without dipping the level.
+        ramp = np.linspace(1.0, 0.0, 48, dtype=np.float32)
+        chunk[:48] += (self._last_sample - chunk[0]) * ramp
+        self._last_sample = float(chunk[-1])
         pcm = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
         if self.recording is not None:
             self.recording["audio"].append(pcm)

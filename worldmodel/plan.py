@@ -1,0 +1,102 @@
+"""Sampling-based planning (MPPI and CEM) as pure JAX functions, and latent-space costs.
+
+`optimise(cost, key, mean, cfg)` refines a Gaussian over action sequences: each iteration samples
+`samples` sequences, scores them all with `cost` (one batched call), and moves the mean toward the
+good ones (MPPI: exponential weights; CEM: the elites). Iterations run in `lax.scan`; actions
+live in [-1, 1] (the model's scale) and are clipped there. `shift` warm-starts the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Cost = Callable[[jax.Array], jax.Array]  # actions float[N, T, A] -> cost float[N]
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The planner's budget and temperament."""
+
+    method: str = "mppi"  # mppi | cem
+    horizon: int = 12  # planned steps
+    samples: int = 256  # action sequences scored per iteration
+    iterations: int = 4  # refinements per plan
+    elites: int = 32  # CEM: sequences the next Gaussian is fit to
+    temperature: float = 0.05  # MPPI: softness of the weights, in units of the cost's spread
+    init_std: float = 0.6  # exploration at the start of each plan
+    min_std: float = 0.05  # never stop exploring entirely
+
+
+def optimise(cost: Cost, key: jax.Array, mean: jax.Array, cfg: PlanConfig):
+    """Refine `mean` float[T, A]; returns (best mean float[T, A], its cost, the last samples)."""
+    T, A = mean.shape
+    std = jnp.full((T, A), cfg.init_std)
+
+    def iteration(carry, k):
+        mean, std = carry
+        noise = jax.random.normal(k, (cfg.samples, T, A))
+        actions = jnp.clip(mean + std * noise, -1.0, 1.0)
+        actions = actions.at[0].set(mean)  # the current plan always competes
+        c = cost(actions)
+        if cfg.method == "cem":
+            idx = jnp.argsort(c)[: cfg.elites]
+            elite = actions[idx]
+            new_mean, new_std = elite.mean(0), elite.std(0)
+        else:
+            spread = jnp.maximum(jnp.std(c), 1e-6)
+            w = jax.nn.softmax(-(c - c.min()) / (cfg.temperature * spread))
+            new_mean = jnp.einsum("n,nta->ta", w, actions)
+            new_std = jnp.sqrt(jnp.einsum("n,nta->ta", w, (actions - new_mean) ** 2))
+        return (new_mean, jnp.maximum(new_std, cfg.min_std)), (c.min(), actions)
+
+    (mean, _), (best, samples) = jax.lax.scan(
+        iteration, (mean, std), jax.random.split(key, cfg.iterations)
+    )
+    return jnp.clip(mean, -1.0, 1.0), best[-1], samples[-1]
+
+
+def shift(plan: jax.Array) -> jax.Array:
+    """Warm start: drop the executed first action, repeat the last one."""
+    return jnp.concatenate([plan[1:], plan[-1:]], axis=0)
+
+
+def latent_rollout(graphdef: nnx.GraphDef, params, carry, actions: jax.Array):
+    """Imagine N action sequences from one carry: actions [N, T, A] -> (z [N, T, D], reward [N, T],
+    done probability [N, T])."""
+    model = nnx.merge(graphdef, params)
+    N = actions.shape[0]
+    start = jax.tree.map(lambda x: jnp.broadcast_to(x, (N, *x.shape[1:])), carry)
+    _, zs = model.imagine(start, actions)
+    flat = zs.reshape(-1, zs.shape[-1])
+    reward = model.heads["reward"](flat).reshape(N, -1)
+    done = jax.nn.sigmoid(model.heads["done"](flat)).reshape(N, -1)
+    return zs, reward, done
+
+
+def goal_cost(graphdef, params, carry, goal: jax.Array) -> Cost:
+    """Distance of the imagined latents to a goal latent (the last step counts most)."""
+
+    def cost(actions):
+        zs, _, _ = latent_rollout(graphdef, params, carry, actions)
+        d = jnp.sum((zs - goal) ** 2, -1)  # [N, T]
+        T = d.shape[1]
+        weights = jnp.linspace(0.25, 1.0, T) ** 2
+        return (d * weights).sum(-1) / weights.sum()
+
+    return cost
+
+
+def reward_cost(graphdef, params, carry, done_penalty: float = 0.0, discount: float = 0.98) -> Cost:
+    """Minus the predicted discounted reward, plus a penalty on predicted termination."""
+
+    def cost(actions):
+        _, reward, done = latent_rollout(graphdef, params, carry, actions)
+        disc = discount ** jnp.arange(reward.shape[1])
+        return -(reward * disc).sum(-1) + done_penalty * (done * disc).sum(-1)
+
+    return cost
