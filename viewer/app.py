@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 HELP = [
@@ -181,18 +182,14 @@ class Viewer:
         self.attention = None
         self.shown = dict(self.true_obs)
         if self.imaginer is not None:
-            self._ground()
+            self.carry = self.imaginer.initial(self._encode_truth())
             self.shown = self.imaginer.decode(self.carry[1])[0]
 
-    def _ground(self) -> None:
+    def _encode_truth(self):
+        """The true simulator's current observation as a latent (and its attention map)."""
         z, attn = self.imaginer.encode([self.true_obs])
-        self.carry = (
-            self.imaginer.ground(self.carry, z)
-            if hasattr(self, "carry") and self.step_no
-            else self.imaginer.initial(z)
-        )
         self.attention = np.asarray(attn[0, -1].mean(0))
-        self.since_ground = 0
+        return z
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> int:
@@ -290,7 +287,11 @@ class Viewer:
             self.carry = self.imaginer.step(self.carry, self.action)
             self.since_ground += 1
             if self.cfg.horizon and self.since_ground >= self.cfg.horizon:
-                self._ground()
+                self.carry = self.imaginer.ground(self.carry, self._encode_truth())
+                self.since_ground = 0
+            elif "attention" in self.panels:
+                self._encode_truth()  # the panel shows how the backbone reads the truth now
+            jax.block_until_ready(self.carry)  # JAX is asynchronous: time the step, not its launch
             self.timings["model"].append(time.perf_counter() - t)
             t = time.perf_counter()
             self.shown = self.imaginer.decode(self.carry[1])[0]
@@ -298,9 +299,6 @@ class Viewer:
             self.latents.append(np.asarray(self.carry[1][0]))
             mse = np.mean((self.shown["frame"] / 255.0 - self.true_obs["frame"] / 255.0) ** 2)
             self.psnr.append(10 * np.log10(1.0 / max(mse, 1e-10)))
-            if "attention" in self.panels:
-                _, attn = self.imaginer.encode([self.true_obs])
-                self.attention = np.asarray(attn[0, -1].mean(0))
         if "logmel" in self.shown:
             self.logmels.append(self.shown["logmel"])
         t = time.perf_counter()

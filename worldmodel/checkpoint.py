@@ -82,13 +82,21 @@ def _template(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(abstract, nnx.Param)
 
 
-def save(loaded: Loaded, out: str | os.PathLike, card: dict[str, Any] | None = None) -> Path:
-    """Write parameters as `out/model.safetensors` (atomically) with config.json and a card."""
+def save(
+    loaded: Loaded,
+    out: str | os.PathLike,
+    card: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write parameters as `out/model.safetensors` (atomically) with config.json and a card;
+    `half` stores float16 (half the size; loading widens them back to float32)."""
     from safetensors.numpy import save_file
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flat = _flatten(nnx.to_pure_dict(loaded.params))
+    if half:
+        flat = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in flat.items()}
     tmp = out / (WEIGHTS + ".tmp")
     save_file(flat, str(tmp), metadata={"format": "worldmodel/1"})
     os.replace(tmp, out / WEIGHTS)
@@ -99,10 +107,13 @@ def save(loaded: Loaded, out: str | os.PathLike, card: dict[str, Any] | None = N
 
 
 def export(
-    run: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any] | None = None
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    card: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write a training run's latest parameters in the shipped form (see `save`)."""
-    return save(load_run(run), out, card)
+    return save(load_run(run), out, card, half)
 
 
 def fresh(world_describe: dict[str, Any], mcfg: ModelConfig, seed: int = 0) -> Loaded:
@@ -156,6 +167,8 @@ def load_exported(folder: str | os.PathLike) -> Loaded:
             f"missing {missing[:5]}, unexpected {extra[:5]}"
         )
     for k, v in tensors.items():
+        if v.dtype == np.float16 and expected[k].dtype == np.float32:
+            tensors[k] = v = v.astype(np.float32)  # stored in half precision (`export --half`)
         if v.shape != shapes[k] or v.dtype != expected[k].dtype:
             raise ValueError(
                 f"{path}: tensor {k!r} is {v.dtype}{list(v.shape)}; the model "

@@ -116,7 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from worldmodel.checkpoint import export
 
-    path = export(args.run, args.out)
+    path = export(args.run, args.out, half=args.half)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and config.json")
     return 0
 
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a training run as a shipped checkpoint")
     s.add_argument("run")
     s.add_argument("out")
+    s.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("bench", help="speed, side by side with the simulator and the machine")

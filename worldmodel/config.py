@@ -52,13 +52,16 @@ class TrainConfig:
     # Predicted steps per window whose frames are decoded: the decoder's backward pass dominates a
     # CPU step, and a random subset per window covers every horizon over training.
     frame_decodes: int = 4
+    # Pixels that differ from the dataset's background (its median frame) weigh this much more
+    # in the frame loss: small moving objects are otherwise cheaper to blur away than to draw.
+    foreground_weight: float = 10.0
     heads_grad_to_latent: bool = True  # heads train the latent (False: pure JEPA, heads on sg(z))
     grad_balance: bool = False  # scale each loss by 1 / its running mean instead of fixed weights
     # Loss weights lambda_m; the keys are exactly the losses the model returns.
     weights: dict[str, float] = field(
         default_factory=lambda: {
             "jepa": 1.0,
-            "vicreg": 0.1,
+            "vicreg": 1.0,
             "frame": 1.0,
             "audio": 0.1,
             "caption": 0.1,
@@ -86,8 +89,8 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
             heads=4,
             stem=(32, 64, 96),
             latent_dim=256,
-            hidden_dim=512,
-            decoder_channels=(128, 64, 32),
+            hidden_dim=384,
+            decoder_channels=(96, 64, 32),
         ),
         TrainConfig(
             batch=16,

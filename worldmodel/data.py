@@ -88,6 +88,15 @@ class Windows:
     def all_starts(self) -> list[tuple[int, int]]:
         return [s for k in self.owned for s in self.starts[k]]
 
+    def background(self, frames: int = 2000, seed: int = 0) -> np.ndarray:
+        """The scene without what moves: the per-pixel median of sampled frames, uint8[H, W, 3]."""
+        rng = np.random.default_rng(seed)
+        picks = []
+        for _ in range(frames):
+            ep = self.episodes[int(rng.integers(len(self.episodes)))]
+            picks.append(ep["frame"][int(rng.integers(len(ep["frame"])))])
+        return np.median(np.stack(picks), 0).astype(np.uint8)
+
     def proprio_stats(self) -> np.ndarray:
         """float64[shards, 3, P]: per shard (count, sum, sum of squares) of proprio; zero rows for
         shards not owned here (processes add theirs up, and each row is filled exactly once)."""

@@ -66,6 +66,19 @@ def rollout(model: WorldModel, z: jax.Array, action: jax.Array, context: int) ->
     return jnp.swapaxes(preds, 0, 1)
 
 
+def frame_loss(
+    pred: jax.Array, frame: jax.Array, background: jax.Array | None, foreground_weight: float
+) -> jax.Array:
+    """Mean squared pixel error, foreground pixels (away from the background) weighted up."""
+    target = frame.astype(jnp.float32) / 255.0
+    err = (pred - target) ** 2
+    if background is None or not foreground_weight:
+        return jnp.mean(err)
+    fg = jnp.abs(target - background.astype(jnp.float32) / 255.0).max(-1, keepdims=True) > 0.1
+    w = 1.0 + foreground_weight * fg
+    return jnp.sum(w * err) / jnp.sum(jnp.broadcast_to(w, err.shape))
+
+
 def head_losses(
     model: WorldModel,
     cfg: ModelConfig,
@@ -74,6 +87,8 @@ def head_losses(
     reward: jax.Array | None,
     done: jax.Array | None,
     frame_rows: jax.Array | None = None,
+    background: jax.Array | None = None,
+    foreground_weight: float = 0.0,
 ) -> dict[str, jax.Array]:
     """Head losses on latents float[N, D] against their observations (flattened to [N, ...]);
     frames are decoded only for `frame_rows` when given (the decoder dominates a CPU step)."""
@@ -82,7 +97,7 @@ def head_losses(
     frames = model.heads["frame"](lat[rows])
     target_mel = log_mel(obs["audio"], cfg.n_mels, cfg.mel_frames)
     out = {
-        "frame": jnp.mean((frames - obs["frame"][rows].astype(jnp.float32) / 255.0) ** 2),
+        "frame": frame_loss(frames, obs["frame"][rows], background, foreground_weight),
         "audio": jnp.mean(jnp.abs(pred["audio"] - target_mel)),
         "caption": optax.softmax_cross_entropy_with_integer_labels(
             pred["caption"], obs["caption_tokens"]
@@ -103,6 +118,7 @@ def loss_fn(
     tcfg: TrainConfig,
     stage: str,
     scales: dict[str, jax.Array] | None = None,
+    background: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The staged objective on a batch of windows; returns (total, {loss name: value, ...}).
     `scales` multiply the weights (gradient balancing: 1 / each loss's running mean)."""
@@ -117,6 +133,7 @@ def loss_fn(
     zero = jnp.zeros(())
     losses = {"vicreg": vicreg(z), "jepa": zero}
     sg = (lambda x: x) if tcfg.heads_grad_to_latent else jax.lax.stop_gradient
+    fg_w = tcfg.foreground_weight
     if stage == "align":
         losses["jepa"] = jnp.mean((z - z_target) ** 2)
         losses.update(frame=zero, audio=zero, caption=zero, reward=zero, done=zero)
@@ -125,7 +142,9 @@ def loss_fn(
             : B * (1 + tcfg.frame_decodes)
         ]
         losses.update(
-            head_losses(model, cfg, sg(z), flat, None, None, rows), reward=zero, done=zero
+            head_losses(model, cfg, sg(z), flat, None, None, rows, background, fg_w),
+            reward=zero,
+            done=zero,
         )
     else:
         zs = z.reshape(B, W, -1)
@@ -144,7 +163,7 @@ def loss_fn(
             [jnp.arange(B), B + (jnp.arange(B)[:, None] * (W - 1) + pick).ravel()]
         )
         reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
-        losses.update(head_losses(model, cfg, sg(lat), tgt, reward, done, rows))
+        losses.update(head_losses(model, cfg, sg(lat), tgt, reward, done, rows, background, fg_w))
     assert set(losses) == set(tcfg.weights), (sorted(losses), sorted(tcfg.weights))
     scales = scales or {k: 1.0 for k in losses}
     total = sum(tcfg.weights[k] * scales[k] * v for k, v in losses.items())

@@ -72,9 +72,15 @@ def _freeze(grads, frozen: tuple[str, ...]):
 
 
 def make_step(
-    graphdef: nnx.GraphDef, tcfg: TrainConfig, tx: optax.GradientTransformation, stage: str
+    graphdef: nnx.GraphDef,
+    tcfg: TrainConfig,
+    tx: optax.GradientTransformation,
+    stage: str,
+    background: np.ndarray | None = None,
 ):
     """A jitted step for one stage: (state, batch, key) -> (state, metrics); state is donated."""
+
+    bg = None if background is None else jnp.asarray(background)
 
     def step(state: dict, batch: dict[str, jax.Array], key: jax.Array):
         target = nnx.merge(graphdef, state["ema"])
@@ -85,7 +91,7 @@ def make_step(
         )
 
         def objective(params):
-            return loss_fn(nnx.merge(graphdef, params), target, batch, key, tcfg, stage, scales)
+            return loss_fn(nnx.merge(graphdef, params), target, batch, key, tcfg, stage, scales, bg)
 
         (total, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
         grads = _freeze(grads, FROZEN[stage])
@@ -198,6 +204,15 @@ def _global_stats(local: np.ndarray) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(local)).sum(0)
 
 
+def _global_background(local: np.ndarray) -> np.ndarray:
+    """The median of the processes' background estimates: the same constant on every process."""
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    return np.median(np.asarray(multihost_utils.process_allgather(local)), 0).astype(np.uint8)
+
+
 def train(
     data: str | os.PathLike,
     run: str | os.PathLike,
@@ -238,7 +253,8 @@ def train(
         state = restore(run, graphdef, state, tcfg)
         start = int(state["step"])
     state = _replicate(state, replicated)
-    steps = {s: make_step(graphdef, tcfg, tx, s) for s in STAGES}
+    background = _global_background(windows.background())
+    steps = {s: make_step(graphdef, tcfg, tx, s, background) for s in STAGES}
     metrics_path = run / "metrics.jsonl"
     if rank == 0:
         _truncate_metrics(metrics_path, start)

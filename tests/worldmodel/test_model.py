@@ -205,3 +205,44 @@ def test_save_stop_and_resume_gives_the_same_parameters(tiny_data, tmp_path):
     b = restore(tmp_path / "resumed", graphdef, template, t)
     for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_the_frame_loss_weighs_foreground_pixels_up():
+    from worldmodel.losses import frame_loss
+
+    background = jnp.zeros((4, 4, 3), jnp.uint8)
+    frame = background.at[0, 0].set(255)[None]  # one bright foreground pixel
+    pred = jnp.zeros((1, 4, 4, 3))  # the background alone: misses the foreground
+    plain = frame_loss(pred, frame, None, 0.0)
+    np.testing.assert_allclose(plain, 1 / 16, rtol=1e-6)
+    # Weight 10 on 1 of 16 pixels: error 11 * 1 over a total weight of 15 + 11.
+    np.testing.assert_allclose(frame_loss(pred, frame, background, 10.0), 11 / 26, rtol=1e-6)
+
+
+def test_an_exported_checkpoint_loads_back_and_names_what_does_not_match(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from worldmodel.checkpoint import fresh, load, save
+
+    world_describe = {
+        "world": "balls",
+        "frame_shape": [64, 64, 3],
+        "audio": {"sample_rate": 16000, "samples_per_step": 800},
+        "caption": {"vocab": [f"w{i}" for i in range(24)], "max_tokens": 16},
+        "action": {"names": ["x", "y"], "low": [-1, -1], "high": [1, 1]},
+        "proprio_names": ["a", "b", "c", "d"],
+        "state_names": ["s"],
+    }
+    m, _ = micro()
+    loaded = fresh(world_describe, m)
+    for half in (False, True):
+        path = save(loaded, tmp_path / f"ck{half}", card={"note": "test"}, half=half)
+        back = load(tmp_path / f"ck{half}")
+        for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(back.params), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-3 if half else 0)
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name][..., :1]
+    save_file(tensors, str(path))
+    with pytest.raises(ValueError, match=f"tensor '{name}' is"):
+        load(path.parent)
