@@ -52,9 +52,10 @@ class TrainConfig:
     # Predicted steps per window whose frames are decoded: the decoder's backward pass dominates a
     # CPU step, and a random subset per window covers every horizon over training.
     frame_decodes: int = 4
-    # Pixels that differ from the dataset's background (its median frame) weigh this much more
-    # in the frame loss: small moving objects are otherwise cheaper to blur away than to draw.
-    foreground_weight: float = 10.0
+    # Pixels that differ from the dataset's background (its median frame) weigh this much more in
+    # the frame loss. Off by default: at 10 the decoder painted a colour haze before it knew where
+    # the balls were (h=4 PSNR 21.9 dB against 24.0 without, tiny preset, 250 steps).
+    foreground_weight: float = 0.0
     heads_grad_to_latent: bool = True  # heads train the latent (False: pure JEPA, heads on sg(z))
     grad_balance: bool = False  # scale each loss by 1 / its running mean instead of fixed weights
     # Loss weights lambda_m; the keys are exactly the losses the model returns.
