@@ -349,27 +349,29 @@ class Viewer:
         P.text(s, f, hud, (12, size + 68), P.DIM)
         x, y = size + 16, 8
         w = 244
+        # Panels share the column: with all four open the truth shrinks so everything fits.
+        side = w if len(self.panels) < 4 else 180
         if "truth" in self.panels:
             P.text(s, f, "true simulator", (x, y), P.DIM)
-            P.blit_array(s, self.true_obs["frame"], pg.Rect(x, y + 18, w, w))
-            y += w + 22
-            P.plot(s, f, pg.Rect(x, y, w, 70), "dream vs truth PSNR (dB)", list(self.psnr))
-            y += 76
+            P.blit_array(s, self.true_obs["frame"], pg.Rect(x, y + 18, side, side))
+            y += side + 22
+            P.plot(s, f, pg.Rect(x, y, w, 60), "dream vs truth PSNR (dB)", list(self.psnr))
+            y += 66
         if "pca" in self.panels:
-            P.trajectory(s, f, pg.Rect(x, y, w, 110), list(self.latents))
-            y += 116
+            P.trajectory(s, f, pg.Rect(x, y, w, 90), list(self.latents))
+            y += 96
         if "attention" in self.panels and self.attention is not None:
             from worldmodel.encoders import token_labels
 
             P.heatmap(
                 s,
                 f,
-                pg.Rect(x, y, w, 150),
+                pg.Rect(x, y, w, 120),
                 "attention",
                 self.attention,
                 token_labels(self.imaginer.cfg),
             )
-            y += 156
+            y += 126
         if "spectrogram" in self.panels:
             P.spectrogram(s, f, pg.Rect(x, y, w, 80), list(self.logmels))
         yy = 12

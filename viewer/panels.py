@@ -141,7 +141,7 @@ def spectrogram(
     text(surface, font, "predicted sound (log-mel)", (rect.x + 4, rect.y + 2), DIM)
     if not logmels:
         return
-    spec = np.concatenate(logmels, 0)  # [frames, mels]
+    spec = np.nan_to_num(np.concatenate(logmels, 0), nan=-11.5)  # [frames, mels]
     v = np.clip((spec + 11.5) / 14.0, 0.0, 1.0).T[::-1]
     img = np.stack([v * 255, v * 170 + 30 * (1 - v), 60 + 80 * (1 - v)], -1).astype(np.uint8)
     blit_array(surface, img, pygame.Rect(rect.x + 4, rect.y + 20, rect.w - 8, rect.h - 24))
