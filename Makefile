@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make play` (once the viewer lands) and `make test`. Both set up first.
+# Two commands for a newcomer: `make play` and `make test`. Both set up first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HEADLESS := MUJOCO_GL=$${MUJOCO_GL:-egl} SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: setup test lint gl
+.PHONY: setup test play lint gl
 
 setup: $(VENV)/.installed gl
 
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 # MuJoCo's offscreen renderer needs EGL (or OSMesa); install Debian's packages when missing and root.
 gl: $(VENV)/.installed
 	@MUJOCO_GL=$${MUJOCO_GL:-egl} bash .ci/ensure-gl $(BIN)/python
+
+# The window on the shipped balls checkpoint (Tab cycles the worlds); the true simulator where
+# no checkpoint is shipped yet. Without a display it says how to run headless.
+play: setup
+	$(BIN)/worldmodel play --world balls
 
 test: setup
 	$(HEADLESS) $(BIN)/python -m pytest

@@ -85,6 +85,15 @@ class Viewer:
 
         self.pg = pygame
         self.cfg = cfg
+        no_display = sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        )
+        if no_display and not cfg.headless and os.environ.get("SDL_VIDEODRIVER") != "dummy":
+            # SDL would quietly fall back to an invisible off-screen window.
+            raise RuntimeError(
+                "no display (DISPLAY and WAYLAND_DISPLAY are unset); run headless: worldmodel "
+                "play --headless --world NAME --steps 300 --record out.mp4"
+            )
         try:
             pygame.display.init()
             self.screen = pygame.display.set_mode(self._window_size(), pygame.RESIZABLE)

@@ -176,3 +176,22 @@ def test_a_bad_script_line_is_named(tmp_path):
     bad.write_text("3 right down\nsoon left up\n")
     with pytest.raises(ValueError, match=r"keys.txt:2: expected 'STEP KEY down\|up'"):
         read_script(bad)
+
+
+def test_without_a_display_the_window_points_at_headless():
+    import os
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "viewer", "--world", "balls"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no display" in result.stderr and "--headless" in result.stderr
