@@ -49,6 +49,11 @@ class Normalizer:
         return (2.0 * (a - lo) / (hi - lo) - 1.0).astype(np.float32)
 
 
+def background_of(per_shard: np.ndarray) -> np.ndarray:
+    """uint8[H, W, 3]: the median over shards of per-shard background estimates."""
+    return np.median(per_shard, 0).round().astype(np.uint8)
+
+
 class Windows:
     """The owned episodes of a dataset in memory, cut into windows of `window` observations."""
 
@@ -88,14 +93,21 @@ class Windows:
     def all_starts(self) -> list[tuple[int, int]]:
         return [s for k in self.owned for s in self.starts[k]]
 
-    def background(self, frames: int = 2000, seed: int = 0) -> np.ndarray:
-        """The scene without what moves: the per-pixel median of sampled frames, uint8[H, W, 3]."""
-        rng = np.random.default_rng(seed)
-        picks = []
-        for _ in range(frames):
-            ep = self.episodes[int(rng.integers(len(self.episodes)))]
-            picks.append(ep["frame"][int(rng.integers(len(ep["frame"])))])
-        return np.median(np.stack(picks), 0).astype(np.uint8)
+    def backgrounds(self, frames: int = 1000, seed: int = 0) -> np.ndarray:
+        """Per shard, the scene without what moves: the per-pixel median of sampled frames,
+        float32[shards, H, W, 3]; zero rows for shards not owned here (processes add theirs up).
+        `background_of` takes the median over shards, so every layout agrees."""
+        H, W, C = self.meta["frame_shape"]
+        out = np.zeros((self.shards, H, W, C), np.float32)
+        for k in self.owned:
+            eps = [ep for ep, s in zip(self.episodes, self.shard_of, strict=True) if s == k]
+            rng = np.random.default_rng([seed, k])
+            picks = []
+            for _ in range(frames):
+                ep = eps[int(rng.integers(len(eps)))]
+                picks.append(ep["frame"][int(rng.integers(len(ep["frame"])))])
+            out[k] = np.median(np.stack(picks), 0)
+        return out
 
     def proprio_stats(self) -> np.ndarray:
         """float64[shards, 3, P]: per shard (count, sum, sum of squares) of proprio; zero rows for

@@ -23,7 +23,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from worldmodel.config import ModelConfig, TrainConfig
-from worldmodel.data import Normalizer, Windows
+from worldmodel.data import Normalizer, Windows, background_of
 from worldmodel.losses import FROZEN, STAGES, loss_fn
 from worldmodel.model import WorldModel
 
@@ -114,9 +114,19 @@ def make_step(
     return jax.jit(step, donate_argnums=0)
 
 
-def init_state(mcfg: ModelConfig, tcfg: TrainConfig, tx: optax.GradientTransformation):
-    """(graphdef, state) with fresh parameters from `tcfg.seed`."""
+def init_state(
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    tx: optax.GradientTransformation,
+    background: np.ndarray | None = None,
+):
+    """(graphdef, state) with fresh parameters from `tcfg.seed`; the frame head's background
+    starts as the dataset's median frame when given (Adam would take thousands of steps to move
+    its logits from grey to a dark floor, and the decoder would spend itself painting it)."""
     model = WorldModel(mcfg, rngs=nnx.Rngs(tcfg.seed))
+    if background is not None:
+        p = np.clip(background.astype(np.float32) / 255.0, 0.02, 0.98)
+        model.heads["frame"].background[...] = jnp.asarray(np.log(p / (1 - p)))
     graphdef, params = nnx.split(model, nnx.Param)
     state = {
         "params": params,
@@ -195,22 +205,13 @@ def _replicate(tree, sharding):
     return jax.tree.map(put, tree)
 
 
-def _global_stats(local: np.ndarray) -> np.ndarray:
-    """Per-shard proprio statistics summed over processes (each shard's row comes from one)."""
+def _global_sum(local: np.ndarray) -> np.ndarray:
+    """Per-shard rows summed over processes (each shard's row is filled by exactly one)."""
     if jax.process_count() == 1:
         return local
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(local)).sum(0)
-
-
-def _global_background(local: np.ndarray) -> np.ndarray:
-    """The median of the processes' background estimates: the same constant on every process."""
-    if jax.process_count() == 1:
-        return local
-    from jax.experimental import multihost_utils
-
-    return np.median(np.asarray(multihost_utils.process_allgather(local)), 0).astype(np.uint8)
 
 
 def train(
@@ -237,7 +238,7 @@ def train(
     owned = tuple(k for k in range(shards) if k % n_proc == rank)
     windows = Windows(data, tcfg.context + tcfg.horizon, shards=shards, owned=owned)
     # Every process must scale proprio alike: fit on all shards' statistics, in shard order.
-    windows.norm = Normalizer.fit(_global_stats(windows.proprio_stats()), windows.meta["action"])
+    windows.norm = Normalizer.fit(_global_sum(windows.proprio_stats()), windows.meta["action"])
     mcfg = model_config_for(windows.meta, mcfg)
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
@@ -246,14 +247,14 @@ def train(
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     by_batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     tx = optimizer(tcfg)
-    graphdef, state = init_state(mcfg, tcfg, tx)
+    background = background_of(_global_sum(windows.backgrounds()))
+    graphdef, state = init_state(mcfg, tcfg, tx, background)
     mgr = _checkpointer(run, tcfg)
     start = 0
     if mgr.latest_step() is not None:
         state = restore(run, graphdef, state, tcfg)
         start = int(state["step"])
     state = _replicate(state, replicated)
-    background = _global_background(windows.background())
     steps = {s: make_step(graphdef, tcfg, tx, s, background) for s in STAGES}
     metrics_path = run / "metrics.jsonl"
     if rank == 0:
