@@ -30,6 +30,7 @@ def test_quick_bench_writes_the_documented_keys(tmp_path):
     assert set(b["train"]) == {"ms_per_step", "flops_per_s", "peak_flops_per_s", "mfu"}
     assert 0 < b["train"]["mfu"] < 1.5
     assert set(b["viewer_frame_ms"]) == {"median", "p99"}
+    assert b["plans_per_s"] > 0
     assert set(b["record"]) == {"workers_1", "workers_2"}
     for v in b["record"].values():
         assert set(v) == {"steps_per_s", "sim_render_per_s", "ratio"}
