@@ -1,5 +1,6 @@
 """Load a trained world model: from a training run (Orbax checkpoint + config.json) or from an
-exported checkpoint folder (`model.safetensors` + `config.json` + `card.json`, no pickle anywhere).
+exported checkpoint folder (`model.safetensors` + `config.json` + `card.json`: data only, nothing
+that runs code).
 
 `export` turns a run into the shipped form; loading it checks every name, shape and dtype.
 """

@@ -1,4 +1,5 @@
-"""The dataset contract on disk: `dataset.json` plus one compressed `.npz` per episode (no pickle).
+"""The dataset contract on disk: `dataset.json` plus one compressed `.npz` per episode
+(plain arrays, read with allow_pickle=False).
 
 Files are written to a temporary name and renamed, with fixed zip timestamps, so a crash never
 leaves half an episode under a real name and the same recording gives byte-identical files. `check`
@@ -23,9 +24,6 @@ from sims.captions import primary_event
 
 FORMAT_VERSION = 1
 META = "dataset.json"
-# Per-step keys hold T+1 entries (the reset observation, then one per step); per-action keys hold T.
-OBS_KEYS = ("frame", "audio", "caption_tokens", "caption", "proprio", "state")
-STEP_KEYS = ("action", "reward", "terminated", "truncated")
 _META_FIELDS = (
     "format_version",
     "world",

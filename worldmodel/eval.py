@@ -25,6 +25,7 @@ from sims.captions import EOS, PAD, Vocabulary, event_types
 from worldmodel.audio import griffin_lim, log_mel
 from worldmodel.checkpoint import Loaded
 from worldmodel.data import Windows
+from worldmodel.heads import decode_caption
 
 KEYS = (
     "frame_psnr",
@@ -88,7 +89,7 @@ def make_decode(loaded: Loaded):
     @jax.jit
     def decode(params, z):
         out = nnx.merge(loaded.graphdef, params).decode(z, ("frame", "audio", "caption"))
-        return out["frame"], out["audio"], jnp.argmax(out["caption"], -1).astype(jnp.int32)
+        return out["frame"], out["audio"], decode_caption(out["caption"])
 
     return decode
 

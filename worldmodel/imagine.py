@@ -18,9 +18,9 @@ from flax import nnx
 from sims.captions import Vocabulary
 from worldmodel.audio import griffin_lim
 from worldmodel.checkpoint import Loaded
+from worldmodel.heads import decode_caption
 
 Carry = tuple[jax.Array, jax.Array]
-OBS_KEYS = ("frame", "audio", "caption_tokens", "proprio")
 
 
 class Imaginer:
@@ -46,7 +46,7 @@ class Imaginer:
             # Clip to the range real sound spans, so an untrained or drifting dream stays finite.
             mel = jnp.clip(out["audio"], -12.0, 4.0)
             wave = jax.vmap(lambda m: griffin_lim(m, S, griffin_lim_iters))(mel)
-            tokens = jnp.argmax(out["caption"], -1).astype(jnp.int32)
+            tokens = decode_caption(out["caption"])
             return frame, out["audio"], wave, tokens, out["reward"], jax.nn.sigmoid(out["done"])
 
         self._encode = jax.jit(encode)

@@ -214,3 +214,13 @@ def test_a_wrong_action_is_refused_with_its_names():
         world.step(np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         world.step(np.array([np.nan, 0.0]))
+
+
+def test_physics_can_be_saved_and_restored_for_oracle_planning():
+    world = sims.make("balls")
+    world.reset(3)
+    saved = world.get_physics()
+    first = [world.step(np.array([1.0, 0.5]))[0]["state"] for _ in range(5)]
+    world.set_physics(saved)
+    again = [world.step(np.array([1.0, 0.5]))[0]["state"] for _ in range(5)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
