@@ -2,7 +2,42 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """A barely trained balls model (2 steps of a micro config) with its train and held-out data:
+    enough to drive every code path of eval and the window. Returns the folder holding train/,
+    held/ and run/."""
+    from worldmodel.config import preset
+    from worldmodel.record import RecordConfig, record
+    from worldmodel.train import train
+
+    root = tmp_path_factory.mktemp("micro")
+    record(
+        RecordConfig(world="balls", episodes=2, steps=16, seed=0), root / "train", progress=False
+    )
+    record(RecordConfig(world="balls", episodes=2, steps=16, seed=1), root / "held", progress=False)
+    m, t = preset(
+        "tiny",
+        width=32,
+        depth=1,
+        heads=2,
+        stem=(8, 16, 16),
+        latent_dim=32,
+        hidden_dim=32,
+        decoder_channels=(16, 8, 8),
+        batch=2,
+        context=2,
+        horizon=3,
+        steps=2,
+        stages=(0.0, 0.0),
+    )
+    train(root / "train", root / "run", m, t, progress=False)
+    return root

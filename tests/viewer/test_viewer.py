@@ -9,29 +9,11 @@ import pygame
 import pytest
 
 from viewer.app import PlayConfig, Viewer, read_script
-from worldmodel.config import preset
-from worldmodel.record import RecordConfig, record
-from worldmodel.train import train
-
-MICRO = dict(
-    width=32,
-    depth=1,
-    heads=2,
-    stem=(8, 16, 16),
-    latent_dim=32,
-    hidden_dim=32,
-    decoder_channels=(16, 8, 8),
-)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A barely trained balls model: enough to exercise every code path of the window."""
-    root = tmp_path_factory.mktemp("viewer")
-    record(RecordConfig(world="balls", episodes=2, steps=12, seed=0), root / "data", progress=False)
-    m, t = preset("tiny", **MICRO, batch=2, context=2, horizon=3, steps=2, stages=(0.0, 0.0))
-    train(root / "data", root / "run", m, t, progress=False)
-    return root / "run"
+def run(micro_run):
+    return micro_run / "run"
 
 
 def viewer(run, **kw) -> Viewer:

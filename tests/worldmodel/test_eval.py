@@ -9,32 +9,13 @@ import sys
 import pytest
 
 from worldmodel.checkpoint import load_run
-from worldmodel.config import preset
 from worldmodel.eval import BASELINES, KEYS, EvalConfig, evaluate
 from worldmodel.record import RecordConfig, record
-from worldmodel.train import train
-
-MICRO = dict(
-    width=32,
-    depth=1,
-    heads=2,
-    stem=(8, 16, 16),
-    latent_dim=32,
-    hidden_dim=32,
-    decoder_channels=(16, 8, 8),
-)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    record(
-        RecordConfig(world="balls", episodes=2, steps=16, seed=0), root / "train", progress=False
-    )
-    record(RecordConfig(world="balls", episodes=2, steps=16, seed=1), root / "held", progress=False)
-    m, t = preset("tiny", **MICRO, batch=2, context=2, horizon=3, steps=2, stages=(0.0, 0.0))
-    train(root / "train", root / "run", m, t, progress=False)
-    return root
+def run(micro_run):
+    return micro_run
 
 
 def test_eval_writes_the_report_with_the_documented_shape(run):
