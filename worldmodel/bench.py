@@ -59,7 +59,7 @@ def sim_step_render_per_s(world, steps: int) -> float:
 def imagine_vs_sim(loaded, world, quick: bool) -> dict[str, dict[str, float]]:
     """Imagined step + frame decode per second at B = 1, 64, 256, and latent-only at B = 1024."""
     g, params = loaded.graphdef, loaded.params
-    D, A = loaded.cfg.latent_dim, loaded.cfg.action_dim
+    D, A = loaded.cfg.z_dim, loaded.cfg.action_dim
 
     @jax.jit
     def step_decode(params, carry, action):
@@ -212,7 +212,7 @@ def plans_per_s(loaded, quick: bool) -> float:
     from worldmodel.plan import PlanConfig, optimise, reward_cost
 
     cfg = PlanConfig()
-    carry = (jnp.zeros((1, loaded.cfg.hidden_dim)), jnp.zeros((1, loaded.cfg.latent_dim)))
+    carry = (jnp.zeros((1, loaded.cfg.hidden_dim)), jnp.zeros((1, loaded.cfg.z_dim)))
     cost = reward_cost(loaded.graphdef, loaded.params, carry)
     plan = jax.jit(lambda key, mean: optimise(cost, key, mean, cfg)[0])
     mean = jnp.zeros((cfg.horizon, loaded.cfg.action_dim))

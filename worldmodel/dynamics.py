@@ -18,10 +18,10 @@ class Dynamics(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
-        self.inp = nnx.Linear(cfg.latent_dim + cfg.action_dim, cfg.hidden_dim, rngs=rngs)
+        self.inp = nnx.Linear(cfg.z_dim + cfg.action_dim, cfg.hidden_dim, rngs=rngs)
         self.gru = nnx.GRUCell(cfg.hidden_dim, cfg.hidden_dim, rngs=rngs)
-        self.pred1 = nnx.Linear(cfg.hidden_dim + cfg.latent_dim, cfg.hidden_dim, rngs=rngs)
-        self.pred2 = nnx.Linear(cfg.hidden_dim, cfg.latent_dim, rngs=rngs)
+        self.pred1 = nnx.Linear(cfg.hidden_dim + cfg.z_dim, cfg.hidden_dim, rngs=rngs)
+        self.pred2 = nnx.Linear(cfg.hidden_dim, cfg.z_dim, rngs=rngs)
 
     def initial(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """A carry that has seen only the latent `z` (no history yet)."""

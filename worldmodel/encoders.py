@@ -1,9 +1,16 @@
 """The unified encoder: per-modality tokenisers, modality and position embeddings, delimiter
-tokens, and one shared transformer over all tokens of a step that pools (through a summary token)
-into `z`.
+tokens, and one shared transformer over all tokens of a step that fuses them into `z`.
 
-Any non-empty subset of modalities may be present: absent ones are masked out of attention, so
-`z` can be inferred from frames alone, sound alone or a caption alone.
+`z` has two parts. Its spatial part is a small map on the frame stem's grid (where things are):
+read straight from the stem when the frame is present, and otherwise predicted by the backbone's
+frame-position tokens from whatever is present. Its global part is pooled by a summary token
+(what is heard, said, and how things move). A flat latent pooled by one token learned the balls'
+positions only after a long plateau at the mean frame; the map makes the layout cheap to learn
+and translation-equivariant to decode.
+
+Any non-empty subset of modalities may be present: absent ones are replaced by a learned mask
+token and masked out of attention, so `z` can be inferred from frames alone, sound alone or a
+caption alone.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ class Block(nnx.Module):
 
 def token_counts(cfg: ModelConfig) -> dict[str, int]:
     """Tokens per modality (delimiter excluded), in backbone order."""
-    grid = cfg.frame_size // 2 ** (len(cfg.stem) + 1)
+    grid = cfg.grid // 2
     return {"frame": grid * grid, "audio": cfg.mel_frames, "caption": cfg.caption_len, "proprio": 1}
 
 
@@ -58,7 +65,7 @@ def token_labels(cfg: ModelConfig) -> list[str]:
 
 
 class Encoder(nnx.Module):
-    """obs (any subset of modalities) -> z float[B, latent_dim]."""
+    """obs (any subset of modalities) -> z float[B, z_dim] (spatial map, then global part)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
@@ -76,17 +83,23 @@ class Encoder(nnx.Module):
         self.modality = nnx.Param(init(rngs.params(), (len(MODALITIES), W)))
         self.delimiter = nnx.Param(init(rngs.params(), (len(MODALITIES), W)))
         self.summary = nnx.Param(init(rngs.params(), (1, W)))
+        self.masked = nnx.Param(init(rngs.params(), (len(MODALITIES), W)))  # absent modality
         self.position = nnx.Param(init(rngs.params(), (sum(counts.values()), W)))
         self.blocks = nnx.List([Block(W, cfg.heads, rngs=rngs) for _ in range(cfg.depth)])
         self.out_norm = nnx.LayerNorm(W, rngs=rngs)
         self.out = nnx.Linear(W, cfg.latent_dim, rngs=rngs)
+        k = cfg.spatial_channels
+        self.spatial_in = nnx.Conv(chans[-1], k, (1, 1), rngs=rngs)  # from the stem
+        self.spatial_out = nnx.Linear(W, 4 * k, rngs=rngs)  # from a frame token (2x2 cells)
 
     def tokens(self, obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        """Per-modality tokens float[B, n_m, W] before embeddings are added."""
+        """Per-modality tokens float[B, n_m, W] before embeddings are added, and "spatial": the
+        frame's map float[B, g, g, k] for z."""
         cfg = self.cfg
         x = obs["frame"].astype(jnp.float32) / 255.0
         for conv in self.stem:
             x = jax.nn.gelu(conv(x))
+        spatial = self.spatial_in(x)
         B, H, Wd, C = x.shape  # 2x2 patches of the stem's output
         x = x.reshape(B, H // 2, 2, Wd // 2, 2, C).transpose(0, 1, 3, 2, 4, 5)
         frame = self.patch(x.reshape(B, (H // 2) * (Wd // 2), 4 * C))
@@ -96,13 +109,14 @@ class Encoder(nnx.Module):
             "audio": self.audio_in((mel + 5.0) / 4.0),  # log-mel of these worlds spans about -11..3
             "caption": self.caption_in(obs["caption_tokens"]),
             "proprio": self.proprio_in(obs["proprio"])[:, None, :],
+            "spatial": spatial,  # z's spatial map read from the stem (not a token)
         }
 
     def __call__(
         self, obs: dict[str, jax.Array], present: jax.Array, return_attention: bool = False
     ):
         """obs: frame uint8[B,H,W,3], audio float[B,S], caption_tokens int[B,L], proprio float[B,P];
-        present: bool[B, 4] in MODALITIES order -> z float[B, latent_dim] (and attention maps)."""
+        present: bool[B, 4] in MODALITIES order -> z float[B, z_dim] (and attention maps)."""
         toks = self.tokens(obs)
         B = present.shape[0]
         seq = [jnp.broadcast_to(self.summary[...], (B, 1, self.cfg.width))]
@@ -111,6 +125,7 @@ class Encoder(nnx.Module):
         for i, m in enumerate(MODALITIES):
             t = toks[m]
             n = t.shape[1]
+            t = jnp.where(present[:, i, None, None], t, self.masked[i])
             t = t + self.modality[i] + self.position[pos : pos + n]
             pos += n
             delim = jnp.broadcast_to(self.delimiter[i] + self.modality[i], (B, 1, self.cfg.width))
@@ -122,5 +137,12 @@ class Encoder(nnx.Module):
         for block in self.blocks:
             x, attn = block(x, key_mask)
             attns.append(attn)
-        z = self.out(self.out_norm(x[:, 0]))
+        x = self.out_norm(x)
+        n_frame = token_counts(self.cfg)["frame"]
+        g, k = self.cfg.grid, self.cfg.spatial_channels
+        guess = self.spatial_out(x[:, 2 : 2 + n_frame])  # after the summary and frame delimiter
+        guess = guess.reshape(B, g // 2, g // 2, 2, 2, k).transpose(0, 1, 3, 2, 4, 5)
+        guess = guess.reshape(B, g, g, k)
+        spatial = jnp.where(present[:, 0, None, None, None], toks["spatial"], guess)
+        z = jnp.concatenate([spatial.reshape(B, -1), self.out(x[:, 0])], axis=-1)
         return (z, jnp.stack(attns, 1)) if return_attention else z

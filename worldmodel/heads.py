@@ -32,13 +32,14 @@ def depth_to_space(x: jax.Array, r: int = 2) -> jax.Array:
 
 
 class FrameHead(nnx.Module):
-    """z -> frame float[B, H, W, 3] in [0, 1], by a dense 8x8 seed and pixel-shuffle upsampling."""
+    """z -> frame float[B, H, W, 3] in [0, 1]: z's spatial map, conditioned on its global part,
+    upsampled by pixel shuffles (translation-equivariant: a ball's code draws it where it is)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
-        self.base = cfg.frame_size // 2 ** len(cfg.decoder_channels)
         chans = cfg.decoder_channels
-        self.seed = nnx.Linear(cfg.latent_dim, self.base * self.base * chans[0], rngs=rngs)
+        self.seed = nnx.Conv(cfg.spatial_channels, chans[0], (3, 3), rngs=rngs)
+        self.seed_global = nnx.Linear(cfg.latent_dim, chans[0], rngs=rngs)
         outs = (*chans[1:], chans[-1])
         self.ups = nnx.List(
             [nnx.Conv(a, 4 * b, (3, 3), rngs=rngs) for a, b in zip(chans, outs, strict=True)]
@@ -49,7 +50,9 @@ class FrameHead(nnx.Module):
         self.background = nnx.Param(jnp.zeros((cfg.frame_size, cfg.frame_size, 3)))
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        x = self.seed(z).reshape(z.shape[0], self.base, self.base, self.cfg.decoder_channels[0])
+        cfg = self.cfg
+        spatial = z[:, : cfg.spatial_dim].reshape(-1, cfg.grid, cfg.grid, cfg.spatial_channels)
+        x = self.seed(spatial) + self.seed_global(z[:, cfg.spatial_dim :])[:, None, None, :]
         for up in self.ups:
             x = depth_to_space(jax.nn.gelu(up(x)))
         return jax.nn.sigmoid(self.out(x) + self.background[...])
@@ -60,7 +63,7 @@ class AudioHead(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.shape = (cfg.mel_frames, cfg.n_mels)
-        self.mlp = MLP((cfg.latent_dim, 2 * cfg.latent_dim, cfg.mel_frames * cfg.n_mels), rngs=rngs)
+        self.mlp = MLP((cfg.z_dim, 2 * cfg.z_dim, cfg.mel_frames * cfg.n_mels), rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z).reshape(z.shape[0], *self.shape) * 4.0 - 5.0  # the encoder's scaling
@@ -71,9 +74,7 @@ class CaptionHead(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.shape = (cfg.caption_len, cfg.vocab_size)
-        self.mlp = MLP(
-            (cfg.latent_dim, 2 * cfg.latent_dim, cfg.caption_len * cfg.vocab_size), rngs=rngs
-        )
+        self.mlp = MLP((cfg.z_dim, 2 * cfg.z_dim, cfg.caption_len * cfg.vocab_size), rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z).reshape(z.shape[0], *self.shape)
@@ -83,7 +84,7 @@ class ScalarHead(nnx.Module):
     """z -> float[B]: the reward, or the termination logit."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
-        self.mlp = MLP((cfg.latent_dim, cfg.latent_dim, 1), rngs=rngs)
+        self.mlp = MLP((cfg.z_dim, cfg.z_dim, 1), rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z)[:, 0]

@@ -131,7 +131,9 @@ def loss_fn(
     z = model.encode(flat, present)
     z_target = jax.lax.stop_gradient(target.encode(flat))
     zero = jnp.zeros(())
-    losses = {"vicreg": vicreg(z), "jepa": zero}
+    # VICReg keeps the global part alive; the spatial map is anchored to the frame by its stem and
+    # the frame loss (its cells are mostly background: unit variance there would be noise).
+    losses = {"vicreg": vicreg(z[:, cfg.spatial_dim :]), "jepa": zero}
     sg = (lambda x: x) if tcfg.heads_grad_to_latent else jax.lax.stop_gradient
     fg_w = tcfg.foreground_weight
     if stage == "align":

@@ -23,7 +23,7 @@ MICRO = dict(
     width=32,
     depth=1,
     heads=2,
-    stem=(8, 16),
+    stem=(8, 16, 16),
     latent_dim=32,
     hidden_dim=32,
     decoder_channels=(16, 8, 8),
@@ -57,17 +57,18 @@ def test_tokenisers_give_one_token_list_per_modality():
         if k in ("frame", "audio", "caption_tokens", "proprio")
     }
     toks = model.encoder.tokens(obs)
-    assert list(toks) == list(MODALITIES)
+    assert list(toks) == [*MODALITIES, "spatial"]
     for name, n in token_counts(m).items():
         assert toks[name].shape == (2, n, m.width), name
+    assert toks["spatial"].shape == (2, m.grid, m.grid, m.spatial_channels)
     z, attn = model.encoder(obs, jnp.ones((2, 4), bool), return_attention=True)
     n_tokens = len(token_labels(m))
-    assert z.shape == (2, m.latent_dim) and attn.shape == (2, m.depth, m.heads, n_tokens, n_tokens)
+    assert z.shape == (2, m.z_dim) and attn.shape == (2, m.depth, m.heads, n_tokens, n_tokens)
 
 
 def test_every_head_decodes_a_latent_to_its_modality_shape():
     m, _ = micro()
-    out = WorldModel(m, rngs=nnx.Rngs(0)).decode(jnp.zeros((3, m.latent_dim)))
+    out = WorldModel(m, rngs=nnx.Rngs(0)).decode(jnp.zeros((3, m.z_dim)))
     assert set(out) == set(HEADS)
     assert out["frame"].shape == (3, 64, 64, 3)
     assert out["audio"].shape == (3, m.mel_frames, m.n_mels)
@@ -98,7 +99,7 @@ def test_a_single_modality_is_enough_and_absent_ones_do_not_matter(index):
 def test_imagine_is_the_same_as_stepping_by_hand():
     m, _ = micro()
     model = WorldModel(m, rngs=nnx.Rngs(1))
-    z0 = jax.random.normal(jax.random.key(0), (2, m.latent_dim))
+    z0 = jax.random.normal(jax.random.key(0), (2, m.z_dim))
     actions = jax.random.uniform(jax.random.key(1), (2, 5, 2), minval=-1, maxval=1)
     _, zs = model.imagine(model.dynamics.initial(z0), actions)
     carry = model.dynamics.initial(z0)
