@@ -74,12 +74,23 @@ def _reacher(world: World, rng: np.random.Generator) -> Policy:
 
 
 def _cartpole(world: World, rng: np.random.Generator) -> Policy:
-    """Push the cart back and forth ever harder: the pole swings, the cart clangs, it falls."""
-    period, growth, phase = rng.uniform(12, 24), rng.uniform(0.01, 0.04), rng.uniform(0, 2 * np.pi)
+    """Balance the pole (a PD law on angle and cart position) with noise, and now and then shove
+    the cart for a few steps: long episodes of swinging, clanging and recovering, and some falls."""
+    m, d = world.model, world.data
+    hinge, slider = m.joint("hinge"), m.joint("slider")
+    sigma = rng.uniform(0.2, 0.8)
+    state = {"shove_until": -1, "shove": 0.0}
 
     def act(t: int) -> np.ndarray:
-        amp = min(1.0, 0.25 + growth * t)
-        return np.array([amp * np.sin(2 * np.pi * t / period + phase)], dtype=np.float32)
+        if t > state["shove_until"] and rng.random() < 0.012:
+            state["shove_until"] = t + int(rng.integers(2, 7))
+            state["shove"] = rng.choice([-1.0, 1.0])
+        if t <= state["shove_until"]:
+            return np.array([state["shove"]], dtype=np.float32)
+        th, dth = d.qpos[hinge.qposadr[0]], d.qvel[hinge.dofadr[0]]
+        x, dx = d.qpos[slider.qposadr[0]], d.qvel[slider.dofadr[0]]
+        u = 10.0 * th + 2.0 * dth + 0.5 * x + 1.0 * dx + sigma * rng.standard_normal()
+        return np.array([np.clip(u, -1.0, 1.0)], dtype=np.float32)
 
     return act
 

@@ -324,6 +324,10 @@ class World:
             "state_names": self.state_names,
         }
 
+    def observe(self) -> dict[str, Any]:
+        """The current observation, silent and uncaptioned (after the state was set by hand)."""
+        return self._observe(np.zeros(self.samples_per_step, dtype=np.float32), "")
+
     def render(self) -> np.ndarray:
         """The current frame, uint8[H, W, 3]."""
         self._renderer.update_scene(self.data, camera=self._camera)

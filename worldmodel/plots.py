@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame
 
@@ -75,3 +77,24 @@ def metric_plots(metrics: dict[str, Any], path: str | os.PathLike) -> None:
             font,
         )
     pygame.image.save(surface, str(Path(path)))
+
+
+def text_panel(lines: list[str], width: int, height: int) -> np.ndarray:
+    """Lines of text, wrapped, on a dark panel: uint8[height, width, 3] (GIF captions, goals)."""
+    pygame.font.init()
+    font = pygame.font.Font(None, 24)
+    surface = pygame.Surface((width, height))
+    surface.fill((24, 24, 28))
+    y = 10
+    for line in lines:
+        words, row = line.split(), ""
+        for word in words:
+            trial = f"{row} {word}".strip()
+            if font.size(trial)[0] > width - 20 and row:
+                surface.blit(font.render(row, True, (235, 235, 235)), (10, y))
+                y, row = y + 24, word
+            else:
+                row = trial
+        surface.blit(font.render(row, True, (235, 235, 235)), (10, y))
+        y += 32
+    return np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))

@@ -46,10 +46,10 @@ def test_latent_costs_plan_through_a_world_model():
     m, _ = preset("tiny", width=32, depth=1, heads=2, latent_dim=16, hidden_dim=16)
     m = dataclasses.replace(m, vocab_size=24)
     graphdef, params = nnx.split(WorldModel(m, rngs=nnx.Rngs(0)), nnx.Param)
-    carry = (jnp.zeros((1, 16)), jax.random.normal(jax.random.key(0), (1, 16)))
+    carry = (jnp.zeros((1, 16)), jax.random.normal(jax.random.key(0), (1, m.z_dim)))
     cfg = PlanConfig(horizon=5, samples=64, iterations=3)
     for cost in (
-        goal_cost(graphdef, params, carry, jnp.zeros(16)),
+        goal_cost(graphdef, params, carry, jnp.zeros(m.z_dim)),
         reward_cost(graphdef, params, carry, done_penalty=1.0),
     ):
         cost = jax.jit(cost)
@@ -57,3 +57,33 @@ def test_latent_costs_plan_through_a_world_model():
         assert plan.shape == (5, 2) and np.isfinite(float(best))
         # Planning beats doing nothing under the model's own cost.
         assert float(cost(plan[None])[0]) <= float(cost(jnp.zeros((1, 5, 2)))[0]) + 1e-5
+
+
+@pytest.mark.parametrize("goal", ["reward", "frame", "caption"])
+def test_plan_writes_the_report_and_the_oracle_reaches_the_target(tmp_path, goal):
+    """`worldmodel plan`'s runner on an untrained model: the report's exact shape, a GIF, and an
+    oracle (same planner, true simulator) that reaches targets random actions do not."""
+    import json
+
+    import imageio.v3 as iio
+
+    import sims
+    from worldmodel.agent import PlanRun, plan_report
+    from worldmodel.checkpoint import fresh
+
+    world = sims.make("reacher")
+    m, _ = preset("tiny", width=32, depth=1, heads=2, latent_dim=16, hidden_dim=16)
+    loaded = fresh(world.describe(), m)
+    world.close()
+    cfg = PlanConfig(horizon=8, samples=64, iterations=2)
+    run = PlanRun(goal=goal, episodes=2, steps=20, plan=cfg)
+    report = plan_report(loaded, run, tmp_path)
+    assert json.loads((tmp_path / "plan.json").read_text()) == report
+    assert list(report) == ["world", "goal", "episodes", "steps", "world_model", "oracle", "random"]
+    for who in ("world_model", "oracle"):
+        assert set(report[who]) == {"success", "final_distance", "plans_per_s"}
+    assert set(report["random"]) == {"success", "final_distance"}
+    assert report["oracle"]["success"] == 1.0 and report["random"]["success"] == 0.0
+    assert report["oracle"]["final_distance"] < 0.5 * report["random"]["final_distance"]
+    gif = iio.imread(tmp_path / "plan.gif")
+    assert gif.shape == (20, 256, 512, 3) and gif[:, :, 256:].std() > 5  # the goal panel
