@@ -117,6 +117,60 @@ def export(
     return save(load_run(run), out, card, half)
 
 
+def _commands(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "commands.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _record_command(data: str | os.PathLike) -> str | None:
+    """The `worldmodel record` command that made a dataset, from its dataset.json."""
+    meta_path = Path(data) / "dataset.json"
+    if not meta_path.is_file():
+        return None
+    rec = json.loads(meta_path.read_text()).get("recording") or {}
+    src = f"--mjcf {rec['mjcf']}" if rec.get("mjcf") else f"--world {rec.get('world')}"
+    return (
+        f"worldmodel record {src} --episodes {rec.get('episodes')} --steps {rec.get('steps')} "
+        f"--policy {rec.get('policy')} --workers {rec.get('workers')} --seed {rec.get('seed')} "
+        f"--size {rec.get('size')} --out {data}"
+    )
+
+
+def model_card(run: str | os.PathLike, report: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a shipped checkpoint says about itself: how its data was recorded, how it was trained
+    (command, time, hardware) and, given an eval report folder, its held-out metrics."""
+    run = Path(run)
+    config = read_config(run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    trained = _commands(run)
+    card: dict[str, Any] = {
+        "world": config["world"],
+        "record_command": _record_command(config["data"]),
+        "train_command": trained[0]["command"] if trained else None,
+        "train_steps": last.get("step"),
+        "train_minutes": round(last["step"] / last["steps_per_s"] / 60, 1) if last else None,
+        "hardware": trained[0]["hardware"] if trained else None,
+        "model": config["model"],
+    }
+    if report is not None:
+        report = Path(report)
+        metrics_path = report / "metrics.json"
+        if not metrics_path.is_file():
+            raise FileNotFoundError(f"{metrics_path}: not found; run `worldmodel eval` first")
+        evals = _commands(report)
+        card["eval_command"] = evals[-1]["command"] if evals else None
+        eval_data = None
+        if evals:
+            argv = evals[-1]["command"].split()
+            eval_data = argv[argv.index("--data") + 1] if "--data" in argv else None
+        card["held_out_record_command"] = _record_command(eval_data) if eval_data else None
+        card["eval"] = json.loads(metrics_path.read_text())
+    return card
+
+
 def fresh(world_describe: dict[str, Any], mcfg: ModelConfig, seed: int = 0) -> Loaded:
     """An untrained model shaped for a world (benchmarks: speed does not depend on the weights)."""
     import dataclasses

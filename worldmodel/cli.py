@@ -12,6 +12,35 @@ import sys
 from collections.abc import Sequence
 
 
+def hardware() -> str:
+    """This machine in a few words (for cards and run logs)."""
+    import os
+    import platform
+
+    import jax
+
+    kinds = sorted({d.device_kind for d in jax.devices()})
+    return f"{os.cpu_count()}-core {platform.machine()} CPU; jax devices: {', '.join(kinds)}"
+
+
+def log_command(folder: str, argv: Sequence[str] | None = None) -> None:
+    """Append the command line that is writing `folder` to `folder/commands.jsonl` (a card needs
+    to say how a checkpoint and its metrics were made)."""
+    import shlex
+    import time
+    from pathlib import Path
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    entry = {
+        "command": "worldmodel " + shlex.join(argv),
+        "hardware": hardware(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / "commands.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
 def _cmd_worlds(args: argparse.Namespace) -> int:
     import sims
 
@@ -108,15 +137,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     mcfg, tcfg = preset(args.preset, **overrides)
+    import jax
+
+    if jax.process_index() == 0:
+        log_command(args.out)
     last = train(args.data, args.out, mcfg, tcfg)
     print(json.dumps(last))
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from worldmodel.checkpoint import export
+    from worldmodel.checkpoint import export, model_card
 
-    path = export(args.run, args.out, half=args.half)
+    card = model_card(args.run, args.eval)
+    path = export(args.run, args.out, card=card, half=args.half)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and config.json")
     return 0
 
@@ -128,6 +162,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     loaded = load_run(args.ckpt)
     cfg = EvalConfig(context=args.context, horizon=args.horizon, episodes=args.episodes)
     metrics = evaluate(loaded, args.data, args.out, cfg, train_data=args.train_data)
+    log_command(args.out)
     print(table(metrics))
     print(f"wrote {args.out}/metrics.json, frames.png, metrics.png, audio_*.wav, captions.txt")
     return 0
@@ -177,6 +212,71 @@ def _cmd_play(args: argparse.Namespace) -> int:
             f"frame cost (model + decode + draw): median {result['median']:.2f} ms, "
             f"p99 {result['p99']:.2f} ms over {result['frames']} frames"
         )
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from worldmodel.agent import PlanRun, plan_report, table
+    from worldmodel.checkpoint import load
+    from worldmodel.plan import PlanConfig
+
+    ckpt = args.ckpt or shipped_checkpoint(args.world)
+    if ckpt is None:
+        raise FileNotFoundError(
+            f"no checkpoint for {args.world}: pass --ckpt RUN or ship checkpoints/{args.world}"
+        )
+    plan = PlanConfig(
+        method=args.method, horizon=args.horizon, samples=args.samples, iterations=args.iterations
+    )
+    run = PlanRun(
+        world=args.world,
+        goal=args.goal,
+        episodes=args.episodes,
+        steps=args.steps,
+        seed=args.seed,
+        oracle_episodes=args.oracle_episodes,
+        plan=plan,
+    )
+    report = plan_report(load(ckpt), run, args.out)
+    print(table(report))
+    if args.out:
+        print(f"wrote {args.out}/plan.json and plan.gif")
+    return 0
+
+
+def _cmd_rl(args: argparse.Namespace) -> int:
+    from worldmodel.checkpoint import load
+    from worldmodel.rl import PPOConfig, rl_report, table
+
+    ckpt = args.ckpt or shipped_checkpoint(args.world)
+    if ckpt is None:
+        print(
+            f"error: no checkpoint for {args.world}: pass --ckpt DIR or ship "
+            f"checkpoints/{args.world}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        loaded = load(ckpt)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if loaded.config.get("world") != args.world:
+        raise ValueError(
+            f"rl: {ckpt} is a model of world {loaded.config.get('world')!r}, not {args.world!r}"
+        )
+    cfg = PPOConfig(num_envs=args.envs, iterations=args.iterations, seed=args.seed)
+    every = max(1, cfg.iterations // 10)
+
+    def log(i: int, row: dict[str, float]) -> None:
+        if (i + 1) % every == 0 or i == 0:
+            print(f"iteration {i + 1}/{cfg.iterations}: imagined reward {row['reward']:.4f}")
+
+    report = rl_report(loaded, cfg, args.episodes, args.steps, args.eval_seed, args.out, log)
+    print(table(report))
+    if args.out:
+        log_command(args.out)
+        print(f"wrote {args.out}/rl.json")
     return 0
 
 
@@ -266,10 +366,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", action="store_true", help="print the per-frame cost")
     s.set_defaults(func=_cmd_play)
 
+    s = sub.add_parser("plan", help="plan toward a goal in the model; compare oracle and random")
+    s.add_argument("--world", default="reacher")
+    s.add_argument("--ckpt", help="checkpoint or training run (default: checkpoints/<world>)")
+    s.add_argument("--goal", choices=["reward", "frame", "caption"], default="reward")
+    s.add_argument("--episodes", type=int, default=50)
+    s.add_argument("--steps", type=int, default=50, help="control steps per episode")
+    s.add_argument("--seed", type=int, default=1000, help="episode i uses world seed SEED + i")
+    s.add_argument("--method", choices=["mppi", "cem"], default="mppi")
+    s.add_argument("--horizon", type=int, default=12, help="planned steps")
+    s.add_argument("--samples", type=int, default=256, help="action sequences per iteration")
+    s.add_argument("--iterations", type=int, default=4)
+    s.add_argument("--oracle-episodes", type=int, help="run the slow oracle on the first N only")
+    s.add_argument("--out", help="folder for plan.json and plan.gif")
+    s.set_defaults(func=_cmd_plan)
+
+    s = sub.add_parser("rl", help="train a policy with PPO in imagination; score it in the sim")
+    s.add_argument("--world", default="reacher")
+    s.add_argument("--ckpt", help="checkpoint or training run (default: checkpoints/<world>)")
+    s.add_argument("--iterations", type=int, default=100, help="PPO iterations")
+    s.add_argument("--envs", type=int, default=256, help="vmapped imagined environments")
+    s.add_argument("--seed", type=int, default=0, help="PPO seed (init, sampling, starts)")
+    s.add_argument("--episodes", type=int, default=20, help="true-simulator episodes to score")
+    s.add_argument("--steps", type=int, default=50, help="control steps per scored episode")
+    s.add_argument(
+        "--eval-seed", type=int, default=1000, help="scored episode i uses world seed SEED + i"
+    )
+    s.add_argument("--out", help="folder for rl.json")
+    s.set_defaults(func=_cmd_rl)
+
     s = sub.add_parser("export", help="export a training run as a shipped checkpoint")
     s.add_argument("run")
     s.add_argument("out")
     s.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    s.add_argument("--eval", help="a `worldmodel eval` report folder: its metrics go on the card")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("bench", help="speed, side by side with the simulator and the machine")
