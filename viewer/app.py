@@ -29,6 +29,7 @@ HELP = [
     ("Up / Down", "imagined steps before re-grounding (0 = pure dream)"),
     ("Tab", "next world"),
     ("M", "human / planner control"),
+    ("G", "goal: click a point (reacher, balls) or type a caption, Enter"),
     ("R", "record MP4 with sound on / off"),
     ("P", "screenshot PNG"),
     ("H", "this help"),
@@ -57,13 +58,23 @@ class PlayConfig:
     panels: set[str] = field(default_factory=lambda: {"truth", "spectrogram"})
 
 
-def read_script(path: str | os.PathLike) -> dict[int, list[tuple[str, bool]]]:
-    """Scripted key events: {frame: [(key name, down?)]}; errors name the file and line."""
-    events: dict[int, list[tuple[str, bool]]] = {}
+def read_script(path: str | os.PathLike) -> dict[int, list[tuple[str, Any]]]:
+    """Scripted events: {frame: [(key name, down?) | ("click", (x, y))]}, from lines
+    `STEP KEY down|up` or `STEP click X Y` (window pixels); errors name the file and line."""
+    events: dict[int, list[tuple[str, Any]]] = {}
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         line = line.split("#")[0].strip()
         if not line:
             continue
+        click = line.split()
+        if len(click) == 4 and click[1] == "click":
+            try:
+                events.setdefault(int(click[0]), []).append(
+                    ("click", (int(click[2]), int(click[3])))
+                )
+                continue
+            except ValueError:
+                raise ValueError(f"{path}:{n}: expected 'STEP click X Y', got {line!r}") from None
         parts = line.rsplit(maxsplit=1)
         head = parts[0].split(maxsplit=1) if len(parts) == 2 else []
         if len(head) != 2 or parts[1] not in ("down", "up") or not head[0].isdigit():
@@ -121,6 +132,9 @@ class Viewer:
         self.timings: dict[str, list[float]] = {k: [] for k in ("model", "decode", "draw", "audio")}
         self.messages: list[str] = []
         self._last_sample = 0.0
+        self.controller = "human"  # or "planner" (M)
+        self.goal_mode = False  # G: the next click or typed line sets the planner's goal
+        self.typed = ""
         self._load_world()
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -150,6 +164,8 @@ class Viewer:
         name = self.cfg.worlds[self.world_index]
         self.world = sims.make(mjcf=self.cfg.mjcf) if self.cfg.mjcf else sims.make(name)
         self.imaginer = None
+        self.control = None
+        self.controller, self.goal_mode = "human", False
         ckpt = self.cfg.ckpts.get(name)
         if ckpt:
             from worldmodel.checkpoint import load
@@ -207,8 +223,13 @@ class Viewer:
         running = True
         while running:
             for name, down in self.script.get(self.frame_no, []):
+                if name == "click":
+                    pg.event.post(pg.event.Event(pg.MOUSEBUTTONDOWN, pos=down, button=1))
+                    continue
                 code = pg.key.key_code(name)
-                pg.event.post(pg.event.Event(pg.KEYDOWN if down else pg.KEYUP, key=code))
+                char = name if len(name) == 1 else " " if name == "space" else ""
+                kind = pg.KEYDOWN if down else pg.KEYUP
+                pg.event.post(pg.event.Event(kind, key=code, unicode=char))
             for event in pg.event.get():
                 running = self.handle(event) and running
             if running and (not self.paused or self.step_once):
@@ -234,9 +255,20 @@ class Viewer:
             self.screen = pg.display.set_mode((max(event.w, 320), max(event.h, 240)), pg.RESIZABLE)
         if event.type == pg.KEYUP:
             self.held.discard(pg.key.name(event.key))
+        if event.type == pg.MOUSEBUTTONDOWN and self.goal_mode and self.control is not None:
+            x, y = event.pos
+            size = self.cfg.size
+            if 8 <= x < 8 + size and 8 <= y < 8 + size:
+                self.messages = [self.control.set_point((x - 8) / size, (y - 8) / size)]
+                self.goal_mode = False
+                if self.world.name == "reacher":
+                    self._reground()  # the dream must see the moved target
+            return True
         if event.type != pg.KEYDOWN:
             return True
         key = pg.key.name(event.key)
+        if self.goal_mode:
+            return self._type(key, getattr(event, "unicode", ""))
         self.held.add(key)
         if key == "escape":
             return False
@@ -258,7 +290,11 @@ class Viewer:
             self.world_index = (self.world_index + 1) % len(self.cfg.worlds)
             self._load_world()
         elif key == "m":
-            self.messages = ["planner control arrives with the planner (issue #5)"]
+            self._toggle_planner()
+        elif key == "g":
+            if self._toggle_planner(on=True):
+                self.goal_mode, self.typed = True, ""
+                self.messages = ["goal: click a point in the view, or type a caption and Enter"]
         elif key == "r":
             self._toggle_recording()
         elif key == "p":
@@ -271,7 +307,43 @@ class Viewer:
             self.panels ^= {PANELS[int(key) - 1]}
         return True
 
+    def _toggle_planner(self, on: bool | None = None) -> bool:
+        """Switch human / planner control (`on` forces planner); False without a model."""
+        if self.imaginer is None:
+            self.messages = ["the planner plans in the dream: it needs a checkpoint"]
+            return False
+        if self.control is None:
+            from viewer.control import PlannerControl
+
+            self.control = PlannerControl(self.imaginer, self.world)
+        want = on if on is not None else self.controller == "human"
+        self.controller = "planner" if want else "human"
+        self.messages = [f"control: {self.control.label if want else 'human'}"]
+        return True
+
+    def _type(self, key: str, char: str) -> bool:
+        """A key while a goal caption is typed: Enter sets it, Escape cancels."""
+        if key in ("return", "enter"):
+            self.goal_mode = False
+            if self.typed.strip():
+                self.messages = [self.control.set_caption(self.typed.strip())]
+        elif key == "escape":
+            self.goal_mode, self.messages = False, ["goal unchanged"]
+        elif key == "backspace":
+            self.typed = self.typed[:-1]
+        elif char and char.isprintable():
+            self.typed += char
+        return True
+
+    def _reground(self) -> None:
+        self.true_obs = self.world.observe()
+        if self.imaginer is not None:
+            self.carry = self.imaginer.ground(self.carry, self._encode_truth())
+            self.since_ground = 0
+
     def current_action(self) -> np.ndarray:
+        if self.controller == "planner" and self.control is not None:
+            return self.control.act(self.carry)
         action = self.world.action_from_keys(self.held)
         if self.joystick is not None and self.joystick.get_numaxes() >= 1:
             axes = [
@@ -351,11 +423,16 @@ class Viewer:
         fps = 1.0 / max(statistics.mean(self.timings["draw"][-20:] or [1.0]), 1e-6)
         hud = (
             f"{self.world.name} | {mode} | step {self.step_no} | {fps:.0f} fps | "
-            f"speed x{self.speed:g} | action {np.round(self.action, 2).tolist()} | human | "
+            f"speed x{self.speed:g} | action {np.round(self.action, 2).tolist()} | "
+            f"{self.control.label if self.controller == 'planner' else 'human'} | "
             f"horizon {self.since_ground}/{self.cfg.horizon or 'inf'}"
             f"{' | PAUSED' if self.paused else ''}{' | REC' if self.recording else ''}"
         )
         P.text(s, f, hud, (12, size + 68), P.DIM)
+        if self.goal_mode:
+            P.text(s, self.big, f"goal> {self.typed}_", (12, size + 40), P.ACCENT)
+        if self.controller == "planner" and self.control is not None:
+            self._draw_plan(P, size)
         x, y = size + 16, 8
         w = 244
         # Panels share the column: with all four open the truth shrinks so everything fits.
@@ -399,6 +476,25 @@ class Viewer:
         pg.display.flip()
         if self.recording is not None and (not self.paused or self.step_once):
             self.recording["frames"].append(pg.surfarray.array3d(s).swapaxes(0, 1).copy())
+
+    def _draw_plan(self, P, size: int) -> None:
+        """The goal point and the planner's sampled futures (their last imagined frames)."""
+        pg, s = self.pg, self.screen
+        goal = self.control.goal
+        if goal is not None and goal[0] == "point":
+            from viewer.control import pixel_to_plane
+
+            origin = pixel_to_plane(self.world, 0.0, 0.0)
+            extent = float(self.world.model.cam_fovy[self.world.model.camera(self.world.camera).id])
+            u = (goal[1][0] - origin[0]) / extent
+            v = (origin[1] - goal[1][1]) / extent
+            pg.draw.circle(s, P.ACCENT, (8 + int(u * size), 8 + int(v * size)), 10, 2)
+        thumb = size // 6
+        for i, frame in enumerate(self.control.futures):
+            rect = pg.Rect(8 + size - (thumb + 4) * (i + 1), 8 + 4, thumb, thumb)
+            P.blit_array(s, frame, rect)
+            pg.draw.rect(s, P.ACCENT if i == 0 else P.DIM, rect, 1)
+        P.text(s, self.font, "planned futures", (8 + size - 4 * (thumb + 4), 8 + thumb + 8), P.DIM)
 
     # --- recording ------------------------------------------------------------------------------
     def _toggle_recording(self) -> None:

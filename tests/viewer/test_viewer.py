@@ -177,3 +177,34 @@ def test_without_a_display_the_window_points_at_headless():
     )
     assert result.returncode == 2
     assert "no display" in result.stderr and "--headless" in result.stderr
+
+
+def test_the_planner_takes_control_and_goals_are_clicked_or_typed(run):
+    v = viewer(run)
+    press(v, "m")
+    assert v.controller == "planner" and "planner" in v.messages[0]
+    v.advance()
+    assert len(v.control.futures) == 4 and v.control.futures[0].shape == (64, 64, 3)
+    assert np.abs(v.action).max() > 0  # the planner chose the action, no key is held
+    # G, then a click in the view: the red ball's goal position, inside the arena.
+    press(v, "g")
+    assert v.goal_mode
+    v.handle(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=(8 + 192, 8 + 64), button=1))
+    assert not v.goal_mode and v.control.goal[0] == "point"
+    x, y = v.control.goal[1]
+    assert x > 0.3 and y > 0.3  # right of and above the centre
+    v.advance()
+    # G, then typing: keys go to the goal line, not to steering; Enter sets it.
+    press(v, "g")
+    for ch in "the red ball":
+        name = "space" if ch == " " else ch
+        for kind in (pygame.KEYDOWN, pygame.KEYUP):
+            v.handle(pygame.event.Event(kind, key=pygame.key.key_code(name), unicode=ch))
+    assert v.typed == "the red ball" and not v.held
+    press(v, "return")
+    assert v.control.goal == ("caption", "the red ball") and v.control.goal_z is not None
+    v.advance()
+    v.draw()
+    press(v, "m")
+    assert v.controller == "human"
+    v.finish()
