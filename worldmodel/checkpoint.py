@@ -171,6 +171,34 @@ def model_card(run: str | os.PathLike, report: str | os.PathLike | None = None) 
     return card
 
 
+def cards_table(root: str | os.PathLike = "checkpoints") -> str:
+    """A markdown table of the shipped checkpoints' held-out metrics, read from their cards (the
+    README carries this table; a test checks that they agree)."""
+    rows = [
+        "| world | trained | frame PSNR h=1 (copy-last) | h=16 (copy-last) | state R^2 h=1 / h=16 "
+        "| onset F1 h<=8 | caption exact h=1 / h=8 | probe R^2 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for card_path in sorted(Path(root).glob("*/card.json")):
+        card = json.loads(card_path.read_text())
+        ev = card.get("eval")
+        if not ev:
+            continue
+        m, copy = ev["model"], ev["baselines"]["copy_last"]
+        H = ev["horizons"]
+        i1, i8, i16 = H.index(1), H.index(min(8, H[-1])), H.index(min(16, H[-1]))
+        onset = float(np.mean(m["audio_onset_f1"][: i8 + 1]))
+        rows.append(
+            f"| {card['world']} | {card['train_minutes']} min, {card['train_steps']} steps "
+            f"| {m['frame_psnr'][i1]:.1f} ({copy['frame_psnr'][i1]:.1f}) "
+            f"| {m['frame_psnr'][i16]:.1f} ({copy['frame_psnr'][i16]:.1f}) "
+            f"| {m['state_r2'][i1]:.2f} / {m['state_r2'][i16]:.2f} | {onset:.2f} "
+            f"| {m['caption_exact'][i1]:.2f} / {m['caption_exact'][i8]:.2f} "
+            f"| {ev['probe_r2']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
 def fresh(world_describe: dict[str, Any], mcfg: ModelConfig, seed: int = 0) -> Loaded:
     """An untrained model shaped for a world (benchmarks: speed does not depend on the weights)."""
     import dataclasses

@@ -155,6 +155,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cards(args: argparse.Namespace) -> int:
+    from worldmodel.checkpoint import cards_table
+
+    print(cards_table(args.root))
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from worldmodel.checkpoint import load_run
     from worldmodel.eval import EvalConfig, evaluate, table
@@ -179,6 +186,12 @@ def shipped_checkpoint(world: str) -> str | None:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
+    import os
+
+    if not args.headless and os.environ.get("DISPLAY") and "MUJOCO_GL" not in os.environ:
+        # Beside an X11 window, MuJoCo renders through GLX: EGL and the window's context clash
+        # (EGL_BAD_ACCESS under Xvfb).
+        os.environ["MUJOCO_GL"] = "glx"
     import sims
     from viewer.app import PlayConfig, play
 
@@ -395,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for rl.json")
     s.set_defaults(func=_cmd_rl)
 
+    s = sub.add_parser("cards", help="the shipped checkpoints' metrics as a markdown table")
+    s.add_argument("--root", default="checkpoints")
+    s.set_defaults(func=_cmd_cards)
+
     s = sub.add_parser("export", help="export a training run as a shipped checkpoint")
     s.add_argument("run")
     s.add_argument("out")
@@ -428,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         errors += (TrainingError,)
     errors += (
-        (FileNotFoundError, RuntimeError) if args.command in ("play", "eval", "export") else ()
+        (FileNotFoundError, RuntimeError)
+        if args.command in ("play", "eval", "export", "plan", "rl")
+        else ()
     )
     try:
         return args.func(args)
