@@ -49,7 +49,7 @@ class PlayConfig:
     size: int = 512  # pixels of the main view
     fps: float = 20.0  # control steps per second at speed 1
     seed: int = 0  # episode seed of the true simulator
-    horizon: int = 0  # imagined steps before re-grounding; 0 = pure dream after a reset
+    horizon: int = 16  # imagined steps before re-grounding; 0 = pure dream after a reset
     headless: bool = False  # dummy video/audio drivers, no pacing
     script: str | None = None  # scripted key events: lines "STEP KEY down|up"
     steps: int | None = None  # stop after this many loop frames (headless)

@@ -369,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--horizon",
         type=int,
-        default=0,
-        help="imagined steps before re-grounding on the true simulator (0: pure dream)",
+        default=16,
+        help="imagined steps before re-grounding on the true simulator (0: pure dream; the "
+        "models are trained 8 steps open loop and drift past a few dozen)",
     )
     s.add_argument("--headless", action="store_true", help="no window: dummy video and audio")
     s.add_argument("--script", help="scripted key events, one 'STEP KEY down|up' a line")
