@@ -31,7 +31,7 @@ from worldmodel.rl import (
 )
 
 QUICK = PPOConfig(num_envs=8, rollout=4, iterations=2, epochs=2, minibatches=2, max_steps=3)
-CHECKPOINT = Path("checkpoints/reacher")
+CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "reacher"
 
 
 @pytest.fixture(scope="module")
