@@ -100,6 +100,7 @@ def save(
         flat = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in flat.items()}
     tmp = out / (WEIGHTS + ".tmp")
     save_file(flat, str(tmp), metadata={"format": "worldmodel/1"})
+    os.chmod(tmp, 0o644)  # readable like any shipped file (the writer may create it 0600)
     os.replace(tmp, out / WEIGHTS)
     (out / "config.json").write_text(json.dumps(loaded.config, indent=1) + "\n")
     if card is not None:
