@@ -26,7 +26,7 @@ def random_policy(
     def act(t: int) -> np.ndarray:
         nonlocal x
         x = np.clip(x - theta * x + sigma * rng.standard_normal(spec.shape), -1.0, 1.0)
-        return (spec.low + (x + 1.0) / 2.0 * (spec.high - spec.low)).astype(np.float32)
+        return spec.scale(x).astype(np.float32)
 
     return act
 

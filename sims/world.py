@@ -47,6 +47,10 @@ class ActionSpec:
     def to_dict(self) -> dict[str, list]:
         return {"names": list(self.names), "low": self.low.tolist(), "high": self.high.tolist()}
 
+    def scale(self, u: np.ndarray) -> np.ndarray:
+        """Actions in [-1, 1] (any leading axes) -> the same actions within [low, high]."""
+        return self.low + (np.asarray(u) + 1.0) / 2.0 * (self.high - self.low)
+
 
 def load_model(path: str | os.PathLike) -> mujoco.MjModel:
     """Load an MJCF file; errors name the file and carry MuJoCo's own message."""

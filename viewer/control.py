@@ -119,5 +119,4 @@ class PlannerControl:
         self.futures = list(np.asarray(frames))
         first = np.asarray(self.mean[0])
         self.mean = shift(self.mean)
-        spec = self.world.action_spec
-        return (spec.low + (first + 1.0) / 2.0 * (spec.high - spec.low)).astype(np.float32)
+        return self.world.action_spec.scale(first).astype(np.float32)

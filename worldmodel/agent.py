@@ -83,7 +83,6 @@ class Oracle:
         self.world, self.cfg = world, cfg
         self.model = world.model
         self.datas = [mujoco.MjData(self.model) for _ in range(threads)]
-        self.low, self.high = world.action_spec.low, world.action_spec.high
         self.spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
         self._state = np.empty(mujoco.mj_stateSize(self.model, self.spec))
         sensor = self.model.sensor("fingertip_pos")
@@ -92,7 +91,7 @@ class Oracle:
 
         def cost_np(actions: np.ndarray) -> np.ndarray:
             T = actions.shape[1]
-            ctrl = self.low + (np.asarray(actions, np.float64) + 1.0) / 2.0 * (self.high - self.low)
+            ctrl = world.action_spec.scale(np.asarray(actions, np.float64))
             ctrl = np.repeat(ctrl, world.n_substeps, axis=1)  # hold each action for a control step
             _, sensors = rollout.rollout(
                 self.model, self.datas, self._state[None], ctrl, persistent_pool=True
@@ -190,9 +189,7 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
         if t:  # the first call compiles
             seconds += time.perf_counter() - t0
             plans += E
-        actions = np.stack([w.action_spec.low for w in worlds]) + (first + 1.0) / 2.0 * (
-            worlds[0].action_spec.high - worlds[0].action_spec.low
-        )
+        actions = worlds[0].action_spec.scale(first)  # every episode is the same world
         if frames_of is not None:
             shown.append(worlds[frames_of].render())
         obs = [w.step(a)[0] for w, a in zip(worlds, actions, strict=True)]
@@ -226,7 +223,7 @@ def run_oracle(run: PlanRun) -> dict:
             if i or t:  # the first call compiles
                 seconds += time.perf_counter() - t0
                 plans += 1
-            world.step(spec.low + (a + 1.0) / 2.0 * (spec.high - spec.low))
+            world.step(spec.scale(a))
             mean = shift(mean)
         final.append(world.distance())
     world.close()
