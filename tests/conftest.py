@@ -11,6 +11,24 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 
 @pytest.fixture(scope="session")
+def micro_model():
+    """The smallest model config the imagined-env and RL tests build fresh models from."""
+    from worldmodel.config import preset
+
+    m, _ = preset(
+        "tiny",
+        width=32,
+        depth=1,
+        heads=2,
+        stem=(8, 16, 16),
+        latent_dim=16,
+        hidden_dim=16,
+        decoder_channels=(16, 8, 8),
+    )
+    return m
+
+
+@pytest.fixture(scope="session")
 def micro_run(tmp_path_factory):
     """A barely trained balls model (2 steps of a micro config) with its train and held-out data:
     enough to drive every code path of eval and the window. Returns the folder holding train/,

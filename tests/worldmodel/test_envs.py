@@ -9,7 +9,6 @@ from gymnasium.utils.env_checker import check_env
 
 import sims
 from worldmodel.checkpoint import fresh
-from worldmodel.config import preset
 from worldmodel.envs import (
     ImaginedEnv,
     ImaginedVectorEnv,
@@ -23,20 +22,10 @@ N = 4  # sub-environments in the batched tests
 
 
 @pytest.fixture(scope="module")
-def imagined():
+def imagined(micro_model):
     """A fresh tiny balls model at 32x32 with a few encoded real observations."""
     world = sims.make("balls", size=32)
-    m, _ = preset(
-        "tiny",
-        width=32,
-        depth=1,
-        heads=2,
-        stem=(8, 16, 16),
-        latent_dim=16,
-        hidden_dim=16,
-        decoder_channels=(16, 8, 8),
-    )
-    loaded = fresh(world.describe(), m)
+    loaded = fresh(world.describe(), micro_model)
     collected = collect(loaded, world, episodes=2, steps=6)
     yield loaded, collected, world
     world.close()

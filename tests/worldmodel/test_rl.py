@@ -17,7 +17,6 @@ import sims
 from worldmodel.audio import SAMPLE_RATE
 from worldmodel.checkpoint import fresh, load, save
 from worldmodel.cli import main
-from worldmodel.config import preset
 from worldmodel.envs import collect, make_params
 from worldmodel.rl import (
     PPOConfig,
@@ -35,20 +34,10 @@ CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "reacher"
 
 
 @pytest.fixture(scope="module")
-def imagined():
+def imagined(micro_model):
     """A fresh tiny reacher model at 32x32 with env params from a few real episodes."""
     world = sims.make("reacher", size=32)
-    m, _ = preset(
-        "tiny",
-        width=32,
-        depth=1,
-        heads=2,
-        stem=(8, 16, 16),
-        latent_dim=16,
-        hidden_dim=16,
-        decoder_channels=(16, 8, 8),
-    )
-    loaded = fresh(world.describe(), m)
+    loaded = fresh(world.describe(), micro_model)
     collected = collect(loaded, world, episodes=3, steps=4)
     world.close()
     # A threshold no probability exceeds: the untrained done head does not end episodes.
