@@ -4,7 +4,8 @@ Sampling depends only on (seed, step), so a resumed run sees exactly the batches
 one would. Episode i belongs to data shard i % shards; a process loads only the shards it owns (its
 share in multi-host training) and a batch is one equal slice per shard in shard order, so the global
 batch is the same however shards are spread over processes. Proprioception is standardised with
-training-set statistics; actions are scaled to [-1, 1].
+training-set statistics; actions are scaled to [-1, 1]. The reward's spread is kept too: the reward
+loss is measured in its units (a reward of std 0.07 would otherwise weigh nothing next to frames).
 """
 
 from __future__ import annotations
@@ -28,15 +29,28 @@ class Normalizer:
     proprio_std: list[float]
     action_low: list[float]
     action_high: list[float]
+    reward_std: float = 1.0  # checkpoints from before it was kept: 1
 
     @classmethod
-    def fit(cls, stats: np.ndarray, action: dict[str, Any]) -> Normalizer:
-        """From per-shard (count, sum, sum of squares) rows, added in shard order."""
-        n, s, ss = stats.sum(0)
-        mean = s / np.maximum(n, 1)
-        std = np.sqrt(np.maximum(ss / np.maximum(n, 1) - mean**2, 0.0))
+    def fit(
+        cls, stats: np.ndarray, action: dict[str, Any], reward: np.ndarray | None = None
+    ) -> Normalizer:
+        """From per-shard (count, sum, sum of squares) rows of proprio (and reward), added in shard
+        order."""
+
+        def moments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            n, s, ss = rows.sum(0)
+            mean = s / np.maximum(n, 1)
+            return mean, np.sqrt(np.maximum(ss / np.maximum(n, 1) - mean**2, 0.0))
+
+        mean, std = moments(stats)
+        r_std = 1.0 if reward is None else float(max(moments(reward)[1], 1e-3))
         return cls(
-            mean.tolist(), np.maximum(std, 1e-3).tolist(), list(action["low"]), list(action["high"])
+            mean.tolist(),
+            np.maximum(std, 1e-3).tolist(),
+            list(action["low"]),
+            list(action["high"]),
+            r_std,
         )
 
     def proprio(self, x: np.ndarray) -> np.ndarray:
@@ -87,7 +101,9 @@ class Windows:
                     f"{window} observations (context + horizon); record longer episodes or "
                     f"lower --context/--horizon"
                 )
-        self.norm = norm or Normalizer.fit(self.proprio_stats(), self.meta["action"])
+        self.norm = norm or Normalizer.fit(
+            self.proprio_stats(), self.meta["action"], self.reward_stats()
+        )
 
     @property
     def all_starts(self) -> list[tuple[int, int]]:
@@ -117,6 +133,14 @@ class Windows:
         for ep, k in zip(self.episodes, self.shard_of, strict=True):
             p = ep["proprio"].astype(np.float64)
             stats[k] += np.stack([np.full(P, float(len(p))), p.sum(0), (p**2).sum(0)])
+        return stats
+
+    def reward_stats(self) -> np.ndarray:
+        """float64[shards, 3]: per shard (count, sum, sum of squares) of the reward, as above."""
+        stats = np.zeros((self.shards, 3))
+        for ep, k in zip(self.episodes, self.shard_of, strict=True):
+            r = ep["reward"].astype(np.float64)
+            stats[k] += [float(len(r)), r.sum(), (r**2).sum()]
         return stats
 
     def batch(self, seed: int, step: int, size: int) -> dict[str, np.ndarray]:

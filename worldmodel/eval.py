@@ -163,10 +163,15 @@ def event_f1(pred: list[str], true: list[str]) -> float:
 
 
 class Probe:
-    """Ridge regression from latents to the standardised true state (a linear read-out)."""
+    """Ridge regression from latents to the standardised true state (a linear read-out).
+
+    Features are centred and divided by one scale (their overall RMS), not standardised one by
+    one: a latent cell that barely moves on real frames (background) would otherwise be blown up
+    to unit variance, and the small drift of an imagined latent there would swamp the read-out."""
 
     def __init__(self, z: np.ndarray, state: np.ndarray, ridge: float = 1e-3) -> None:
-        self.z_mean, self.z_std = z.mean(0), z.std(0) + 1e-6
+        self.z_mean = z.mean(0)
+        self.z_std = float(np.sqrt(np.mean((z - self.z_mean) ** 2))) + 1e-6
         self.s_mean, self.s_std = state.mean(0), state.std(0)
         self.live = self.s_std > 1e-6  # constant state entries (a fixed target height) say nothing
         x = np.concatenate([(z - self.z_mean) / self.z_std, np.ones((len(z), 1))], 1)

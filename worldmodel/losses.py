@@ -89,9 +89,11 @@ def head_losses(
     frame_rows: jax.Array | None = None,
     background: jax.Array | None = None,
     foreground_weight: float = 0.0,
+    reward_std: float = 1.0,
 ) -> dict[str, jax.Array]:
     """Head losses on latents float[N, D] against their observations (flattened to [N, ...]);
-    frames are decoded only for `frame_rows` when given (the decoder dominates a CPU step)."""
+    frames are decoded only for `frame_rows` when given (the decoder dominates a CPU step). The
+    reward's squared error is in units of the training set's reward spread `reward_std`."""
     pred = model.decode(lat, ("audio", "caption"))
     rows = jnp.arange(lat.shape[0]) if frame_rows is None else frame_rows
     frames = model.heads["frame"](lat[rows])
@@ -105,7 +107,8 @@ def head_losses(
     }
     if reward is not None:
         n = reward.shape[0]
-        out["reward"] = jnp.mean((model.heads["reward"](lat[-n:]) - reward) ** 2)
+        err = (model.heads["reward"](lat[-n:]) - reward) / reward_std
+        out["reward"] = jnp.mean(err**2)
         out["done"] = optax.sigmoid_binary_cross_entropy(model.heads["done"](lat[-n:]), done).mean()
     return out
 
@@ -119,6 +122,7 @@ def loss_fn(
     stage: str,
     scales: dict[str, jax.Array] | None = None,
     background: jax.Array | None = None,
+    reward_std: float = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The staged objective on a batch of windows; returns (total, {loss name: value, ...}).
     `scales` multiply the weights (gradient balancing: 1 / each loss's running mean)."""
@@ -165,7 +169,9 @@ def loss_fn(
             [jnp.arange(B), B + (jnp.arange(B)[:, None] * (W - 1) + pick).ravel()]
         )
         reward, done = batch["reward"].reshape(-1), batch["done"].reshape(-1)
-        losses.update(head_losses(model, cfg, sg(lat), tgt, reward, done, rows, background, fg_w))
+        losses.update(
+            head_losses(model, cfg, sg(lat), tgt, reward, done, rows, background, fg_w, reward_std)
+        )
     assert set(losses) == set(tcfg.weights), (sorted(losses), sorted(tcfg.weights))
     scales = scales or {k: 1.0 for k in losses}
     total = sum(tcfg.weights[k] * scales[k] * v for k, v in losses.items())

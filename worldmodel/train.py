@@ -77,6 +77,7 @@ def make_step(
     tx: optax.GradientTransformation,
     stage: str,
     background: np.ndarray | None = None,
+    reward_std: float = 1.0,
 ):
     """A jitted step for one stage: (state, batch, key) -> (state, metrics); state is donated."""
 
@@ -91,7 +92,8 @@ def make_step(
         )
 
         def objective(params):
-            return loss_fn(nnx.merge(graphdef, params), target, batch, key, tcfg, stage, scales, bg)
+            model = nnx.merge(graphdef, params)
+            return loss_fn(model, target, batch, key, tcfg, stage, scales, bg, reward_std)
 
         (total, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
         grads = _freeze(grads, FROZEN[stage])
@@ -238,7 +240,11 @@ def train(
     owned = tuple(k for k in range(shards) if k % n_proc == rank)
     windows = Windows(data, tcfg.context + tcfg.horizon, shards=shards, owned=owned)
     # Every process must scale proprio alike: fit on all shards' statistics, in shard order.
-    windows.norm = Normalizer.fit(_global_sum(windows.proprio_stats()), windows.meta["action"])
+    windows.norm = Normalizer.fit(
+        _global_sum(windows.proprio_stats()),
+        windows.meta["action"],
+        _global_sum(windows.reward_stats()),
+    )
     mcfg = model_config_for(windows.meta, mcfg)
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
@@ -255,7 +261,8 @@ def train(
         state = restore(run, graphdef, state, tcfg)
         start = int(state["step"])
     state = _replicate(state, replicated)
-    steps = {s: make_step(graphdef, tcfg, tx, s, background) for s in STAGES}
+    r_std = windows.norm.reward_std
+    steps = {s: make_step(graphdef, tcfg, tx, s, background, r_std) for s in STAGES}
     metrics_path = run / "metrics.jsonl"
     if rank == 0:
         _truncate_metrics(metrics_path, start)

@@ -159,3 +159,11 @@ def test_the_cli_records_checks_and_lists_worlds(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "nope.xml: no such MJCF file" in bad.stderr
+
+
+def test_training_windows_keep_the_reward_spread_for_the_reward_loss(recorded):
+    from worldmodel.data import Windows
+
+    windows = Windows(recorded, 5)
+    rewards = np.concatenate([ep["reward"] for ep in windows.episodes]).astype(np.float64)
+    assert windows.norm.reward_std == pytest.approx(max(rewards.std(), 1e-3), rel=1e-6)

@@ -69,3 +69,22 @@ def test_a_dataset_of_another_world_is_refused_clearly(run, tmp_path):
             EvalConfig(context=4, horizon=8),
             train_data=str(run / "train"),
         )
+
+
+def test_the_state_probe_is_not_thrown_by_drift_in_a_dead_latent_cell():
+    """A latent cell that barely moves on real data (background) must not dominate the read-out
+    when an imagined latent drifts there a little."""
+    import numpy as np
+
+    from worldmodel.eval import Probe
+
+    rng = np.random.default_rng(0)
+    state = rng.normal(size=(2000, 2))
+    live = state @ rng.normal(size=(2, 6)) + 0.5 * rng.normal(size=(2000, 6))
+    dead = 1e-4 * (state @ rng.normal(size=(2, 4)) + 0.5 * rng.normal(size=(2000, 4)))
+    z = np.concatenate([live, dead], 1)
+    probe = Probe(z, state)
+    assert probe.r2(probe.predict(z), state) > 0.9
+    drifted = z.copy()
+    drifted[:, 6:] += 0.05  # small next to the live cells' spread of about 1
+    assert probe.r2(probe.predict(drifted), state) > 0.9
