@@ -163,10 +163,10 @@ def _cmd_cards(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from worldmodel.checkpoint import load_run
+    from worldmodel.checkpoint import load
     from worldmodel.eval import EvalConfig, evaluate, table
 
-    loaded = load_run(args.ckpt)
+    loaded = load(args.ckpt)
     cfg = EvalConfig(context=args.context, horizon=args.horizon, episodes=args.episodes)
     metrics = evaluate(loaded, args.data, args.out, cfg, train_data=args.train_data)
     log_command(args.out)

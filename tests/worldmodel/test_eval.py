@@ -17,8 +17,16 @@ def run(micro_run):
     return micro_run
 
 
-def test_eval_writes_the_report_with_the_documented_shape(run):
-    out = run / "report"
+@pytest.mark.parametrize("form", ["run", "exported"])
+def test_eval_writes_the_report_with_the_documented_shape(run, form, tmp_path):
+    """On a training run, and on the exported form that `checkpoints/` ships."""
+    ckpt = run / "run"
+    if form == "exported":
+        from worldmodel.checkpoint import export
+
+        ckpt = tmp_path / "exported"
+        export(run / "run", ckpt)
+    out = tmp_path / "report"
     result = subprocess.run(
         [
             sys.executable,
@@ -26,9 +34,11 @@ def test_eval_writes_the_report_with_the_documented_shape(run):
             "worldmodel.cli",
             "eval",
             "--ckpt",
-            str(run / "run"),
+            str(ckpt),
             "--data",
             str(run / "held"),
+            "--train-data",
+            str(run / "train"),
             "--out",
             str(out),
             "--context",
