@@ -92,7 +92,7 @@ class TrainConfig:
             "frame": 1000.0,
             "audio": 0.1,
             "caption": 0.1,
-            "reward": 1.0,
+            "reward": 0.1,
             "done": 0.1,
         }
     )
