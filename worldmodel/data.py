@@ -44,7 +44,7 @@ class Normalizer:
             return mean, np.sqrt(np.maximum(ss / np.maximum(n, 1) - mean**2, 0.0))
 
         mean, std = moments(stats)
-        r_std = 1.0 if reward is None else float(max(moments(reward)[1], 1e-3))
+        r_std = 1.0 if reward is None else float(max(moments(reward)[1][0], 1e-3))
         return cls(
             mean.tolist(),
             np.maximum(std, 1e-3).tolist(),
@@ -102,7 +102,7 @@ class Windows:
                     f"lower --context/--horizon"
                 )
         self.norm = norm or Normalizer.fit(
-            self.proprio_stats(), self.meta["action"], self.reward_stats()
+            self.moment_stats("proprio"), self.meta["action"], self.moment_stats("reward")
         )
 
     @property
@@ -125,22 +125,15 @@ class Windows:
             out[k] = np.median(np.stack(picks), 0)
         return out
 
-    def proprio_stats(self) -> np.ndarray:
-        """float64[shards, 3, P]: per shard (count, sum, sum of squares) of proprio; zero rows for
-        shards not owned here (processes add theirs up, and each row is filled exactly once)."""
-        P = len(self.meta["proprio_names"])
-        stats = np.zeros((self.shards, 3, P))
+    def moment_stats(self, field: str) -> np.ndarray:
+        """float64[shards, 3, F]: per shard (count, sum, sum of squares) of a per-step field
+        (`proprio`, or `reward` with F = 1); zero rows for shards not owned here (processes add
+        theirs up, and each row is filled exactly once)."""
+        F = int(np.prod(self.episodes[0][field].shape[1:]))
+        stats = np.zeros((self.shards, 3, F))
         for ep, k in zip(self.episodes, self.shard_of, strict=True):
-            p = ep["proprio"].astype(np.float64)
-            stats[k] += np.stack([np.full(P, float(len(p))), p.sum(0), (p**2).sum(0)])
-        return stats
-
-    def reward_stats(self) -> np.ndarray:
-        """float64[shards, 3]: per shard (count, sum, sum of squares) of the reward, as above."""
-        stats = np.zeros((self.shards, 3))
-        for ep, k in zip(self.episodes, self.shard_of, strict=True):
-            r = ep["reward"].astype(np.float64)
-            stats[k] += [float(len(r)), r.sum(), (r**2).sum()]
+            x = ep[field].astype(np.float64).reshape(-1, F)
+            stats[k] += np.stack([np.full(F, float(len(x))), x.sum(0), (x**2).sum(0)])
         return stats
 
     def batch(self, seed: int, step: int, size: int) -> dict[str, np.ndarray]:

@@ -241,9 +241,9 @@ def train(
     windows = Windows(data, tcfg.context + tcfg.horizon, shards=shards, owned=owned)
     # Every process must scale proprio alike: fit on all shards' statistics, in shard order.
     windows.norm = Normalizer.fit(
-        _global_sum(windows.proprio_stats()),
+        _global_sum(windows.moment_stats("proprio")),
         windows.meta["action"],
-        _global_sum(windows.reward_stats()),
+        _global_sum(windows.moment_stats("reward")),
     )
     mcfg = model_config_for(windows.meta, mcfg)
     if rank == 0:
