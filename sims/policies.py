@@ -52,23 +52,32 @@ def _balls(world: World, rng: np.random.Generator) -> Policy:
 
 
 def _reacher(world: World, rng: np.random.Generator) -> Policy:
-    """Jacobian-transpose reaching toward the target with noise; wander off after reaching."""
+    """Segments of reaching (Jacobian transpose toward the target, random gain, noise) and of
+    smooth random exploration, and a wander after each reach. Pure reaching makes the action a
+    function of what the frame shows, and a model trained on it learned to predict the arm's
+    motion without reading the action (its imagined reward barely moved with the action: 0.1
+    correlation across nine constant actions); the exploring segments break that link."""
     import mujoco
 
     m, d = world.model, world.data
     tip = m.body("fingertip").id
     jac = np.zeros((3, m.nv))
-    state = {"wander": 0}
+    explore = random_policy(world, rng, theta=0.15, sigma=0.5)
+    state = {"until": 0, "mode": "reach", "gain": 40.0, "wander": 0}
 
     def act(t: int) -> np.ndarray:
         err = d.mocap_pos[0, :2] - d.xpos[tip, :2]
+        if t >= state["until"]:
+            state["mode"] = "explore" if rng.random() < 0.5 else "reach"
+            state["until"] = t + int(rng.integers(8, 25))
+            state["gain"] = rng.uniform(10.0, 40.0)
         if np.linalg.norm(err) < 0.04 and state["wander"] <= t:
             state["wander"] = t + int(rng.integers(10, 25))
-        if state["wander"] > t:
-            return rng.uniform(-1, 1, 2).astype(np.float32)
+        if state["mode"] == "explore" or state["wander"] > t:
+            return explore(t)
         mujoco.mj_jacBody(m, d, jac, None, tip)
-        torque = 40.0 * jac[:2].T @ err - 0.15 * d.qvel[:2]
-        return np.clip(torque + 0.15 * rng.standard_normal(2), -1, 1).astype(np.float32)
+        torque = state["gain"] * jac[:2].T @ err - 0.15 * d.qvel[:2]
+        return np.clip(torque + 0.3 * rng.standard_normal(2), -1, 1).astype(np.float32)
 
     return act
 

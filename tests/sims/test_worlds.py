@@ -224,3 +224,27 @@ def test_physics_can_be_saved_and_restored_for_oracle_planning():
     world.set_physics(saved)
     again = [world.step(np.array([1.0, 0.5]))[0]["state"] for _ in range(5)]
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
+
+
+def test_the_scripted_reacher_reaches_but_its_actions_are_not_read_off_the_frame():
+    # Pure reaching makes the action a function of the picture, and a model trained on it learns
+    # to ignore actions; the scripted policy mixes in exploring segments.
+    world = sims.make("reacher")
+    m, d = world.model, world.data
+    tip, jac = m.body("fingertip").id, np.zeros((3, m.nv))
+    cosines, reached = [], []
+    for ep in range(6):
+        world.reset(ep)
+        policy = make_policy("scripted", world, np.random.default_rng(ep))
+        hit = False
+        for t in range(100):
+            a = policy(t)
+            mujoco.mj_jacBody(m, d, jac, None, tip)
+            toward = jac[:2].T @ (d.mocap_pos[0, :2] - d.xpos[tip, :2])
+            cosines.append(a @ toward / (np.linalg.norm(a) * np.linalg.norm(toward) + 1e-9))
+            world.step(a)
+            hit |= world.distance() < 0.05
+        reached.append(hit)
+    world.close()
+    assert np.mean(reached) >= 0.5, reached
+    assert 0.05 < np.mean(cosines) < 0.33, np.mean(cosines)  # reaching alone gave 0.43
