@@ -33,10 +33,10 @@ HELP = [
     ("R", "record MP4 with sound on / off"),
     ("P", "screenshot PNG"),
     ("H", "this help"),
-    ("1 2 3 4", "panels: truth + PSNR, latent PCA, attention, spectrogram"),
+    ("1 2 3 4 5", "panels: truth + PSNR, latent PCA, attention, spectrogram, keypoints"),
     ("Esc", "quit"),
 ]
-PANELS = ("truth", "pca", "attention", "spectrogram")
+PANELS = ("truth", "pca", "attention", "spectrogram", "keypoints")
 
 
 @dataclass
@@ -303,7 +303,7 @@ class Viewer:
             self.messages = [f"saved {path}"]
         elif key == "h":
             self.show_help = not self.show_help
-        elif key in ("1", "2", "3", "4"):
+        elif key in ("1", "2", "3", "4", "5"):
             self.panels ^= {PANELS[int(key) - 1]}
         return True
 
@@ -433,6 +433,12 @@ class Viewer:
             P.text(s, self.big, f"goal> {self.typed}_", (12, size + 40), P.ACCENT)
         if self.controller == "planner" and self.control is not None:
             self._draw_plan(P, size)
+        if "keypoints" in self.panels and self.imaginer is not None:
+            # Where the imagined latent holds its keypoints, over the imagined frame.
+            for i, (u, v) in enumerate(self.imaginer.keypoints(self.carry[1])[0]):
+                centre = (8 + int((u + 1) / 2 * size), 8 + int((v + 1) / 2 * size))
+                pg.draw.circle(s, P.ACCENT, centre, 7, 2)
+                P.text(s, f, str(i), (centre[0] + 8, centre[1] - 8), P.ACCENT)
         x, y = size + 16, 8
         w = 244
         # Panels share the column: with all four open the truth shrinks so everything fits.

@@ -33,6 +33,10 @@ class ModelConfig:
     )  # conv stem channels; each halves the frame, then 2x2 patches
     latent_dim: int = 64  # size of z's global part (pooled by the summary token)
     spatial_channels: int = 2  # channels of z's spatial part, a map on the stem's output grid
+    # Keypoints: (x, y) of each channel's spatial-softmax peak on the stem's finer map, appended
+    # to z. They place objects to a fraction of a pixel, where a grid cell of the map is 8 pixels.
+    # 0 for checkpoints from before they existed.
+    keypoints: int = 0
     hidden_dim: int = 128  # GRU state of the dynamics
     decoder_channels: tuple[int, ...] = (64, 32, 16)  # pixel-shuffle decoder, from 8x8 up
 
@@ -47,14 +51,19 @@ class ModelConfig:
 
     @property
     def z_dim(self) -> int:
-        """Size of z: the spatial map, flattened, then the global part."""
-        return self.spatial_dim + self.latent_dim
+        """Size of z: the spatial map, flattened, the global part, then the keypoints' (x, y)."""
+        return self.spatial_dim + self.latent_dim + 2 * self.keypoints
 
     def __post_init__(self) -> None:
         if len(self.stem) != len(self.decoder_channels):
             raise ValueError(
                 f"stem {self.stem} and decoder_channels {self.decoder_channels} must have the same "
                 "length: the decoder starts from z's spatial map on the stem's grid"
+            )
+        if self.keypoints and len(self.stem) < 2:
+            raise ValueError(
+                f"keypoints {self.keypoints} are read from the stem's second-last map, so the "
+                f"stem needs at least 2 layers; got stem {self.stem}"
             )
         if self.frame_size % 2 ** (len(self.stem) + 1):
             raise ValueError(
@@ -82,6 +91,7 @@ class TrainConfig:
     # the frame loss. Off by default: at 10 the decoder painted a colour haze before it knew where
     # the balls were (h=4 PSNR 21.9 dB against 24.0 without, tiny preset, 250 steps).
     foreground_weight: float = 0.0
+    task_head_lr: float = 3.0  # the reward and termination heads learn at this multiple of lr
     heads_grad_to_latent: bool = True  # heads train the latent (False: pure JEPA, heads on sg(z))
     grad_balance: bool = False  # scale each loss by 1 / its running mean instead of fixed weights
     # Loss weights lambda_m; the keys are exactly the losses the model returns.
@@ -108,7 +118,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "tiny": (ModelConfig(), TrainConfig()),
+    "tiny": (ModelConfig(keypoints=8), TrainConfig()),
     "small": (
         ModelConfig(
             width=96,
@@ -117,6 +127,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
             stem=(24, 48, 64),
             latent_dim=64,
             spatial_channels=4,
+            keypoints=8,
             hidden_dim=256,
             decoder_channels=(64, 48, 32),
         ),

@@ -6,7 +6,9 @@ read straight from the stem when the frame is present, and otherwise predicted b
 frame-position tokens from whatever is present. Its global part is pooled by a summary token
 (what is heard, said, and how things move). A flat latent pooled by one token learned the balls'
 positions only after a long plateau at the mean frame; the map makes the layout cheap to learn
-and translation-equivariant to decode.
+and translation-equivariant to decode. Optional keypoints (`cfg.keypoints`) end z: the (x, y) of
+each channel's spatial-softmax peak on the stem's finer map (Finn et al. 2016's deep spatial
+autoencoder), which locate a small object to a fraction of a pixel where a map cell is 8 pixels.
 
 Any non-empty subset of modalities may be present: absent ones are replaced by a learned mask
 token and masked out of attention, so `z` can be inferred from frames alone, sound alone or a
@@ -50,6 +52,26 @@ class Block(nnx.Module):
         return x, attn
 
 
+def grid_coords(n: int) -> jax.Array:
+    """Centres of n cells spanning [-1, 1] (keypoint coordinates use this convention)."""
+    return (jnp.arange(n) + 0.5) * (2.0 / n) - 1.0
+
+
+def soft_argmax(logits: jax.Array, sharpness: jax.Array | None = None) -> jax.Array:
+    """float[B, H, W, K] -> each channel's expected (x, y) under its spatial softmax, [B, K, 2].
+    With `sharpness`, each channel's logits are first standardised over the map and scaled by it,
+    so a peak stands out from the start of training whatever the conv's scale."""
+    B, H, W, K = logits.shape
+    flat = logits.reshape(B, H * W, K)
+    if sharpness is not None:
+        mu, sd = flat.mean(1, keepdims=True), flat.std(1, keepdims=True)
+        flat = (flat - mu) / (sd + 1e-6) * sharpness
+    p = jax.nn.softmax(flat, axis=1).reshape(B, H, W, K)
+    x = jnp.einsum("bhwk,w->bk", p, grid_coords(W))
+    y = jnp.einsum("bhwk,h->bk", p, grid_coords(H))
+    return jnp.stack([x, y], -1)
+
+
 def token_counts(cfg: ModelConfig) -> dict[str, int]:
     """Tokens per modality (delimiter excluded), in backbone order."""
     grid = cfg.grid // 2
@@ -91,13 +113,21 @@ class Encoder(nnx.Module):
         k = cfg.spatial_channels
         self.spatial_in = nnx.Conv(chans[-1], k, (1, 1), rngs=rngs)  # from the stem
         self.spatial_out = nnx.Linear(W, 4 * k, rngs=rngs)  # from a frame token (2x2 cells)
+        if cfg.keypoints:  # from the stem's second-last map; guessed by the summary without a frame
+            self.keypoint_in = nnx.Conv(chans[-2], cfg.keypoints, (3, 3), rngs=rngs)
+            self.keypoint_out = nnx.Linear(W, 2 * cfg.keypoints, rngs=rngs)
+            # Standardised logits times 4: a 3-sigma cell outweighs the map's other 255 cells.
+            self.keypoint_sharpness = nnx.Param(jnp.full((cfg.keypoints,), 4.0))
 
     def tokens(self, obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Per-modality tokens float[B, n_m, W] before embeddings are added, and "spatial": the
-        frame's map float[B, g, g, k] for z."""
+        frame's map float[B, g, g, k] for z (and "keypoints" float[B, K, 2] when configured)."""
         cfg = self.cfg
         x = obs["frame"].astype(jnp.float32) / 255.0
-        for conv in self.stem:
+        extra = {}
+        for i, conv in enumerate(self.stem):
+            if cfg.keypoints and i == len(self.stem) - 1:
+                extra["keypoints"] = soft_argmax(self.keypoint_in(x), self.keypoint_sharpness[...])
             x = jax.nn.gelu(conv(x))
         spatial = self.spatial_in(x)
         B, H, Wd, C = x.shape  # 2x2 patches of the stem's output
@@ -110,6 +140,7 @@ class Encoder(nnx.Module):
             "caption": self.caption_in(obs["caption_tokens"]),
             "proprio": self.proprio_in(obs["proprio"])[:, None, :],
             "spatial": spatial,  # z's spatial map read from the stem (not a token)
+            **extra,
         }
 
     def __call__(
@@ -144,5 +175,10 @@ class Encoder(nnx.Module):
         guess = guess.reshape(B, g // 2, g // 2, 2, 2, k).transpose(0, 1, 3, 2, 4, 5)
         guess = guess.reshape(B, g, g, k)
         spatial = jnp.where(present[:, 0, None, None, None], toks["spatial"], guess)
-        z = jnp.concatenate([spatial.reshape(B, -1), self.out(x[:, 0])], axis=-1)
+        parts = [spatial.reshape(B, -1), self.out(x[:, 0])]
+        if self.cfg.keypoints:
+            guess_kp = jnp.tanh(self.keypoint_out(x[:, 0]))
+            kp = toks["keypoints"].reshape(B, -1)
+            parts.append(jnp.where(present[:, 0, None], kp, guess_kp))
+        z = jnp.concatenate(parts, axis=-1)
         return (z, jnp.stack(attns, 1)) if return_attention else z

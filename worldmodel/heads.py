@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from worldmodel.config import ModelConfig
+from worldmodel.encoders import grid_coords
 
 
 class MLP(nnx.Module):
@@ -31,9 +32,20 @@ def depth_to_space(x: jax.Array, r: int = 2) -> jax.Array:
     return x.reshape(B, H, W, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(B, H * r, W * r, c)
 
 
+def keypoint_maps(kp: jax.Array, n: int) -> jax.Array:
+    """Keypoints float[B, K, 2] in [-1, 1] -> a Gaussian bump per keypoint on an n x n grid,
+    float[B, n, n, K] (width one cell, so every resolution sees a smooth bump)."""
+    c = grid_coords(n)
+    sigma = 2.0 / n
+    gx = jnp.exp(-((c[None, :, None] - kp[:, None, :, 0]) ** 2) / (2 * sigma**2))  # [B, n, K]
+    gy = jnp.exp(-((c[None, :, None] - kp[:, None, :, 1]) ** 2) / (2 * sigma**2))
+    return gy[:, :, None, :] * gx[:, None, :, :]
+
+
 class FrameHead(nnx.Module):
     """z -> frame float[B, H, W, 3] in [0, 1]: z's spatial map, conditioned on its global part,
-    upsampled by pixel shuffles (translation-equivariant: a ball's code draws it where it is)."""
+    upsampled by pixel shuffles (translation-equivariant: a ball's code draws it where it is).
+    Keypoints, when z has them, are drawn as bumps added at every resolution."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
@@ -45,16 +57,26 @@ class FrameHead(nnx.Module):
             [nnx.Conv(a, 4 * b, (3, 3), rngs=rngs) for a, b in zip(chans, outs, strict=True)]
         )
         self.out = nnx.Conv(chans[-1], 3, (3, 3), rngs=rngs)
+        if cfg.keypoints:
+            self.keypoint_in = nnx.List(
+                [nnx.Conv(cfg.keypoints, c, (1, 1), rngs=rngs) for c in (*chans, chans[-1])]
+            )
         # A learned full-resolution background (logits): the static scene costs the latent nothing,
         # and the upsampling path spends its capacity on what moves.
         self.background = nnx.Param(jnp.zeros((cfg.frame_size, cfg.frame_size, 3)))
 
     def __call__(self, z: jax.Array) -> jax.Array:
         cfg = self.cfg
-        spatial = z[:, : cfg.spatial_dim].reshape(-1, cfg.grid, cfg.grid, cfg.spatial_channels)
-        x = self.seed(spatial) + self.seed_global(z[:, cfg.spatial_dim :])[:, None, None, :]
-        for up in self.ups:
+        g, end = cfg.spatial_dim, cfg.spatial_dim + cfg.latent_dim
+        spatial = z[:, :g].reshape(-1, cfg.grid, cfg.grid, cfg.spatial_channels)
+        x = self.seed(spatial) + self.seed_global(z[:, g:end])[:, None, None, :]
+        kp = z[:, end:].reshape(z.shape[0], cfg.keypoints, 2)
+        for i, up in enumerate(self.ups):
+            if cfg.keypoints:
+                x = x + self.keypoint_in[i](keypoint_maps(kp, x.shape[1]))
             x = depth_to_space(jax.nn.gelu(up(x)))
+        if cfg.keypoints:
+            x = x + self.keypoint_in[-1](keypoint_maps(kp, x.shape[1]))
         return jax.nn.sigmoid(self.out(x) + self.background[...])
 
 

@@ -87,6 +87,13 @@ class Imaginer:
         """One imagined step under a world action."""
         return self._step(self.params, carry, self.action(action))
 
+    def keypoints(self, z: jax.Array) -> np.ndarray:
+        """The keypoints a latent holds, float[B, K, 2] as (x, y) in [-1, 1] across the frame
+        (left to right, top to bottom); K is 0 for a model without them."""
+        cfg = self.cfg
+        kp = np.asarray(z)[:, cfg.spatial_dim + cfg.latent_dim :]
+        return kp.reshape(len(kp), cfg.keypoints, 2)
+
     def decode(self, z: jax.Array) -> list[dict[str, Any]]:
         """Latents float[B, D] -> per item: frame uint8[H,W,3], audio float32[S], log-mel,
         caption text and tokens, reward, done probability."""

@@ -60,7 +60,24 @@ def optimizer(tcfg: TrainConfig) -> optax.GradientTransformation:
     sched = optax.warmup_cosine_decay_schedule(
         0.0, tcfg.lr, tcfg.warmup, max(tcfg.steps, tcfg.warmup + 1)
     )
-    tx = optax.chain(optax.clip_by_global_norm(tcfg.clip), optax.adamw(sched, weight_decay=1e-4))
+
+    # The reward and termination heads are small read-outs of features that move as the encoder
+    # learns; at the shared rate they lagged far behind a read-out fit afterwards (reacher reward
+    # R^2 0.47 against 0.91), so their steps are scaled up.
+    def task_heads(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: (
+                [str(getattr(p, "key", p)) for p in path[:2]]
+                in (["heads", "reward"], ["heads", "done"])
+            ),
+            params,
+        )
+
+    tx = optax.chain(
+        optax.clip_by_global_norm(tcfg.clip),
+        optax.adamw(sched, weight_decay=1e-4),
+        optax.masked(optax.scale(tcfg.task_head_lr), task_heads),
+    )
     # Skip a non-finite update instead of poisoning the parameters; the loop stops after several.
     return optax.apply_if_finite(tx, max_consecutive_errors=10**9)
 

@@ -121,6 +121,7 @@ def test_thousands_of_random_keys_and_resizes_raise_nothing(run):
         "2",
         "3",
         "4",
+        "5",
         "w",
         "a",
         "s",
@@ -143,6 +144,29 @@ def test_thousands_of_random_keys_and_resizes_raise_nothing(run):
             if not v.paused:
                 v.advance()
             v.draw()
+
+
+def test_the_keypoints_panel_rings_each_keypoint_of_the_dream(run):
+    from viewer.panels import ACCENT
+
+    v = viewer(run, steps=1)
+    v.advance()
+
+    def accent_pixels():
+        v.draw()
+        view = pygame.surfarray.array3d(v.screen)[8 : 8 + v.cfg.size, 8 : 8 + v.cfg.size]
+        return int(np.all(view == ACCENT, axis=-1).sum())
+
+    before = accent_pixels()
+    press(v, "5")
+    kp = v.imaginer.keypoints(v.carry[1])[0]
+    assert kp.shape == (v.imaginer.cfg.keypoints, 2) and kp.shape[0] > 0
+    after = accent_pixels()
+    assert after > before + 20 * len(kp), (before, after)
+    u, w = kp[0]
+    x, y = 8 + int((u + 1) / 2 * v.cfg.size), 8 + int((w + 1) / 2 * v.cfg.size)
+    ring = pygame.surfarray.array3d(v.screen)[x - 8 : x + 9, y - 8 : y + 9]
+    assert np.all(ring == ACCENT, axis=-1).any(), "a ring is drawn at the first keypoint"
 
 
 def test_the_window_opens_on_the_true_simulator_without_a_checkpoint(capsys):

@@ -12,8 +12,8 @@ from flax import nnx
 
 from worldmodel.audio import griffin_lim, log_mel
 from worldmodel.config import MODALITIES, preset
-from worldmodel.encoders import token_counts, token_labels
-from worldmodel.heads import HEADS, depth_to_space
+from worldmodel.encoders import grid_coords, soft_argmax, token_counts, token_labels
+from worldmodel.heads import HEADS, depth_to_space, keypoint_maps
 from worldmodel.losses import FROZEN, STAGES, effective_rank, loss_fn, modality_mask, vicreg
 from worldmodel.model import WorldModel
 from worldmodel.record import RecordConfig, record
@@ -57,7 +57,8 @@ def test_tokenisers_give_one_token_list_per_modality():
         if k in ("frame", "audio", "caption_tokens", "proprio")
     }
     toks = model.encoder.tokens(obs)
-    assert list(toks) == [*MODALITIES, "spatial"]
+    assert list(toks) == [*MODALITIES, "spatial", "keypoints"]
+    assert toks["keypoints"].shape == (2, m.keypoints, 2)
     for name, n in token_counts(m).items():
         assert toks[name].shape == (2, n, m.width), name
     assert toks["spatial"].shape == (2, m.grid, m.grid, m.spatial_channels)
@@ -94,6 +95,36 @@ def test_a_single_modality_is_enough_and_absent_ones_do_not_matter(index):
     }
     np.testing.assert_allclose(z, model.encode(other, present), atol=1e-5)
     assert np.all(np.isfinite(z))
+
+
+def test_keypoints_find_a_peak_to_a_fraction_of_a_cell_and_the_decoder_draws_them_there():
+    # A bump between cells (5.3, 9.6) of a 16 x 16 map: the soft argmax lands on it, not on a cell.
+    i, j = np.mgrid[:16, :16]
+    logits = -((i - 9.6) ** 2 + (j - 5.3) ** 2) / 2.0
+    kp = soft_argmax(jnp.asarray(logits, jnp.float32)[None, :, :, None])
+    np.testing.assert_allclose(kp[0, 0], [(5.3 + 0.5) / 8 - 1, (9.6 + 0.5) / 8 - 1], atol=1e-3)
+    np.testing.assert_allclose(grid_coords(4), [-0.75, -0.25, 0.25, 0.75])
+    maps = keypoint_maps(jnp.array([[[-0.75, 0.25]]]), 4)  # x in cell 0, y in cell 2
+    assert maps.shape == (1, 4, 4, 1)
+    assert np.unravel_index(int(jnp.argmax(maps[0, :, :, 0])), (4, 4)) == (2, 0)
+
+
+def test_keypoints_end_z_come_from_the_frame_and_are_guessed_without_one():
+    m, _ = micro()
+    m = dataclasses.replace(m, keypoints=3)
+    assert m.z_dim == m.spatial_dim + m.latent_dim + 6
+    model = WorldModel(m, rngs=nnx.Rngs(0))
+    b = fake_batch(m)
+    obs = {k: b[k][:, 0] for k in ("frame", "audio", "caption_tokens", "proprio")}
+    toks = model.encoder.tokens(obs)
+    assert toks["keypoints"].shape == (2, 3, 2)
+    z = model.encode(obs)
+    np.testing.assert_allclose(z[:, -6:], toks["keypoints"].reshape(2, 6), atol=1e-6)
+    blind = model.encode(obs, jnp.array([[False, True, True, True]] * 2))
+    assert not np.allclose(blind[:, -6:], z[:, -6:]) and np.all(np.abs(blind[:, -6:]) <= 1)
+    # The frame head reads them: moving a keypoint changes the picture.
+    moved = z.at[:, -6:].set(0.5)
+    assert not np.allclose(model.heads["frame"](z), model.heads["frame"](moved))
 
 
 def test_imagine_is_the_same_as_stepping_by_hand():
@@ -247,3 +278,21 @@ def test_an_exported_checkpoint_loads_back_and_names_what_does_not_match(tmp_pat
     save_file(tensors, str(path))
     with pytest.raises(ValueError, match=f"tensor '{name}' is"):
         load(path.parent)
+
+
+def test_the_reward_and_termination_heads_step_at_their_own_learning_rate():
+    m, t = micro(task_head_lr=3.0, warmup=1)
+    tx = optimizer(t)
+    _, state = init_state(m, t, tx)
+    params = state["params"]
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, opt = tx.update(grads, state["opt"], params)
+    updates, _ = tx.update(grads, opt, params)  # past the warm-up's zero rate
+    size = {
+        jax.tree_util.keystr(k): float(jnp.abs(v).max())
+        for k, v in jax.tree_util.tree_leaves_with_path(updates)
+    }
+    caption = [v for k, v in size.items() if "'caption'" in k and "heads" in k]
+    task = [v for k, v in size.items() if "'reward'" in k or "'done'" in k]
+    assert len(task) == 8 and caption
+    np.testing.assert_allclose(task, 3.0 * caption[0], rtol=1e-3)
