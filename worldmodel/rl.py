@@ -44,7 +44,10 @@ class PPOConfig:
     max_grad_norm: float = 0.5  # global gradient-norm clip
     hidden: tuple[int, ...] = (64, 64)  # hidden widths of the policy and of the value MLP
     init_log_std: float = -0.5  # initial log std of the Gaussian, in the model's [-1, 1] scale
-    max_steps: int = 50  # imagined episodes are truncated after this many steps
+    # Imagined episodes are truncated after this many steps: no longer than the dream stays
+    # accurate. At 50 PPO learned to exploit the reacher dream (imagined reward -0.04 per step,
+    # the true return below random's); at 16 it learns what holds in the true simulator.
+    max_steps: int = 16
     done_threshold: float = 0.5  # termination when sigmoid(done logit) exceeds this
     collect_episodes: int = 64  # real random episodes: their first observations are the starts
     collect_steps: int = 8  # steps of each, for the observation statistics
