@@ -50,9 +50,14 @@ class ModelConfig:
         return self.grid * self.grid * self.spatial_channels
 
     @property
+    def keypoint_offset(self) -> int:
+        """Where z's keypoints start: after the spatial map and the global part."""
+        return self.spatial_dim + self.latent_dim
+
+    @property
     def z_dim(self) -> int:
         """Size of z: the spatial map, flattened, the global part, then the keypoints' (x, y)."""
-        return self.spatial_dim + self.latent_dim + 2 * self.keypoints
+        return self.keypoint_offset + 2 * self.keypoints
 
     def __post_init__(self) -> None:
         if len(self.stem) != len(self.decoder_channels):

@@ -67,7 +67,7 @@ class FrameHead(nnx.Module):
 
     def __call__(self, z: jax.Array) -> jax.Array:
         cfg = self.cfg
-        g, end = cfg.spatial_dim, cfg.spatial_dim + cfg.latent_dim
+        g, end = cfg.spatial_dim, cfg.keypoint_offset
         spatial = z[:, :g].reshape(-1, cfg.grid, cfg.grid, cfg.spatial_channels)
         x = self.seed(spatial) + self.seed_global(z[:, g:end])[:, None, None, :]
         kp = z[:, end:].reshape(z.shape[0], cfg.keypoints, 2)

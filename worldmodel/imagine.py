@@ -90,9 +90,8 @@ class Imaginer:
     def keypoints(self, z: jax.Array) -> np.ndarray:
         """The keypoints a latent holds, float[B, K, 2] as (x, y) in [-1, 1] across the frame
         (left to right, top to bottom); K is 0 for a model without them."""
-        cfg = self.cfg
-        kp = np.asarray(z)[:, cfg.spatial_dim + cfg.latent_dim :]
-        return kp.reshape(len(kp), cfg.keypoints, 2)
+        kp = np.asarray(z)[:, self.cfg.keypoint_offset :]
+        return kp.reshape(len(kp), self.cfg.keypoints, 2)
 
     def decode(self, z: jax.Array) -> list[dict[str, Any]]:
         """Latents float[B, D] -> per item: frame uint8[H,W,3], audio float32[S], log-mel,

@@ -152,8 +152,7 @@ def loss_fn(
     # VICReg keeps the global part alive; the spatial map and keypoints are anchored to the frame
     # by the stem and the frame loss (map cells are mostly background: unit variance there would
     # be noise; a keypoint on an object moves as much as the object does).
-    glob = z[:, cfg.spatial_dim : cfg.spatial_dim + cfg.latent_dim]
-    losses = {"vicreg": vicreg(glob), "jepa": zero}
+    losses = {"vicreg": vicreg(z[:, cfg.spatial_dim : cfg.keypoint_offset]), "jepa": zero}
     sg = (lambda x: x) if tcfg.heads_grad_to_latent else jax.lax.stop_gradient
     fg_w = tcfg.foreground_weight
     if stage == "align":
