@@ -27,6 +27,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from sims.captions import Vocabulary
 from worldmodel.audio import SAMPLE_RATE, griffin_lim
 from worldmodel.checkpoint import Loaded
+from worldmodel.eval import READOUT_RIDGE, fit_readout
 from worldmodel.heads import decode_caption
 from worldmodel.imagine import Imaginer
 
@@ -194,26 +195,12 @@ def collect(
     return Collected(z[firsts], z, proprio)
 
 
-def fit_readout(
-    z: np.ndarray, target: np.ndarray, ridge: float = 1e-3
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression target ~ z @ w + b; `ridge` is relative to the mean feature variance.
-    -> (w float32[D, P], b float32[P])."""
-    z, target = z.astype(np.float64), target.astype(np.float64)
-    zm, tm = z.mean(0), target.mean(0)
-    zc, tc = z - zm, target - tm
-    gram = zc.T @ zc
-    lam = ridge * max(np.trace(gram) / len(gram), 1e-12)
-    w = np.linalg.solve(gram + lam * np.eye(len(gram)), zc.T @ tc)
-    return w.astype(np.float32), (tm - zm @ w).astype(np.float32)
-
-
 def make_params(
     loaded: Loaded,
     collected: Collected,
     max_steps: int = 200,
     done_threshold: float = 0.5,
-    ridge: float = 1e-3,
+    ridge: float = READOUT_RIDGE,
 ) -> EnvParams:
     """EnvParams from a model and its `collect`ed real observations."""
     norm = loaded.norm

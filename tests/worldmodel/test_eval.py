@@ -98,3 +98,24 @@ def test_the_state_probe_is_not_thrown_by_drift_in_a_dead_latent_cell():
     drifted = z.copy()
     drifted[:, 6:] += 0.05  # small next to the live cells' spread of about 1
     assert probe.r2(probe.predict(drifted), state) > 0.9
+
+
+def test_the_probe_does_not_lean_on_quiet_directions_that_imagination_drifts_in():
+    """A quiet copy of the state (exact, but a twentieth of the spread) would let a barely
+    regularised probe read the state perfectly from it, and a small drift there (as an imagined
+    latent has) would then wreck the read-out; the default ridge reads the loud, noisy copy."""
+    import numpy as np
+
+    from worldmodel.eval import EvalConfig, Probe
+
+    rng = np.random.default_rng(0)
+    state = rng.normal(size=(4000, 2))
+    loud = state @ rng.normal(size=(2, 6)) + 0.3 * rng.normal(size=(4000, 6))
+    quiet = 0.05 * state @ rng.normal(size=(2, 4))
+    z = np.concatenate([loud, quiet], 1)
+    drifted = z + np.r_[np.zeros(6), 0.05 * np.ones(4)]
+    lax, default = Probe(z, state, 1e-6), Probe(z, state, EvalConfig().probe_ridge)
+    assert lax.r2(lax.predict(z), state) > 0.99
+    assert lax.r2(lax.predict(drifted), state) < 0.5
+    assert default.r2(default.predict(z), state) > 0.8
+    assert default.r2(default.predict(drifted), state) > 0.8
