@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from worldmodel.imagine import Imaginer
-from worldmodel.plan import PlanConfig, goal_cost, optimise, reward_cost, shift
+from worldmodel.plan import PlanConfig, goal_cost, goal_weights, optimise, reward_cost, shift
 
 REALTIME = PlanConfig(horizon=10, samples=96, iterations=2)
 FUTURES = 4  # sampled futures drawn
@@ -45,14 +45,15 @@ class PlannerControl:
         self.imaginer, self.world, self.cfg = imaginer, world, cfg
         self.goal: tuple[str, Any] | None = None  # ("point", xy) | ("caption", text)
         self.goal_z: jax.Array | None = None
+        self.goal_w = jnp.ones(imaginer.cfg.z_dim)  # which of z's dimensions the goal speaks for
         self.mean = jnp.zeros((cfg.horizon, imaginer.cfg.action_dim))
         self.key = jax.random.key(0)
         self.futures: list[np.ndarray] = []
         g = imaginer.loaded.graphdef
 
-        def plan(params, carry, mean, key, goal_z, use_goal: bool):
+        def plan(params, carry, mean, key, goal_z, goal_w, use_goal: bool):
             if use_goal:
-                cost = goal_cost(g, params, carry, goal_z)
+                cost = goal_cost(g, params, carry, goal_z, goal_w)
             else:
                 cost = reward_cost(g, params, carry)
             mean, _, samples = optimise(cost, key, mean, cfg)
@@ -63,7 +64,7 @@ class PlannerControl:
             frames = model.heads["frame"](zs[:, -1])
             return mean, jnp.round(frames * 255).astype(jnp.uint8)
 
-        self._plan = jax.jit(plan, static_argnums=5)
+        self._plan = jax.jit(plan, static_argnums=6)
 
     @property
     def label(self) -> str:
@@ -93,6 +94,7 @@ class PlannerControl:
             self.world.set_physics(saved)
             present = np.array([[True, False, False, False]])
             self.goal_z = self.imaginer.encode([picture], present)[0][0]
+            self.goal_w = goal_weights(self.imaginer.cfg, "frame")
             self.goal = ("point", xy)
             return f"goal: the red ball at ({xy[0]:.2f}, {xy[1]:.2f})"
         return f"{self.world.name}: click goals are for reacher and balls; type a caption"
@@ -107,6 +109,7 @@ class PlannerControl:
         obs["caption_tokens"] = self.imaginer.vocab.encode(known)
         present = np.array([[False, False, True, False]])
         self.goal_z = self.imaginer.encode([obs], present)[0][0]
+        self.goal_w = goal_weights(self.imaginer.cfg, "caption")
         self.goal = ("caption", text)
         return f"goal: {text!r}" + (f" (unknown words ignored: {unknown})" if unknown else "")
 
@@ -115,7 +118,9 @@ class PlannerControl:
         self.key, k = jax.random.split(self.key)
         use_goal = self.goal_z is not None
         goal = self.goal_z if use_goal else jnp.zeros(self.imaginer.cfg.z_dim)
-        self.mean, frames = self._plan(self.imaginer.params, carry, self.mean, k, goal, use_goal)
+        self.mean, frames = self._plan(
+            self.imaginer.params, carry, self.mean, k, goal, self.goal_w, use_goal
+        )
         self.futures = list(np.asarray(frames))
         first = np.asarray(self.mean[0])
         self.mean = shift(self.mean)

@@ -30,7 +30,7 @@ import sims
 from sims.reacher import REACH_RADIUS
 from worldmodel.checkpoint import Loaded
 from worldmodel.imagine import Imaginer
-from worldmodel.plan import PlanConfig, goal_cost, optimise, reward_cost, shift
+from worldmodel.plan import PlanConfig, goal_cost, goal_weights, optimise, reward_cost, shift
 
 GOALS = ("reward", "frame", "caption")
 GOAL_CAPTION = "the fingertip reaches the target"
@@ -120,13 +120,14 @@ def model_planner(loaded: Loaded, cfg: PlanConfig, goal: str):
     """A jitted (params, carry [E,...], mean [E,T,A], keys [E], goal_z [E,D]) -> (mean, cost,
     samples) that plans every episode at once."""
     g = loaded.graphdef
+    weights = goal_weights(loaded.cfg, goal)
 
     def one(params, carry, mean, key, goal_z):
         carry = jax.tree.map(lambda x: x[None], carry)
         if goal == "reward":
             cost = reward_cost(g, params, carry, discount=DISCOUNT)
         else:
-            cost = goal_cost(g, params, carry, goal_z)
+            cost = goal_cost(g, params, carry, goal_z, weights)
         return optimise(cost, key, mean, cfg)
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0)))

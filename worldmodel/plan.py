@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from worldmodel.config import ModelConfig
+
 Cost = Callable[[jax.Array], jax.Array]  # actions float[N, T, A] -> cost float[N]
 
 
@@ -78,15 +80,31 @@ def latent_rollout(graphdef: nnx.GraphDef, params, carry, actions: jax.Array):
     return zs, reward, done
 
 
-def goal_cost(graphdef, params, carry, goal: jax.Array) -> Cost:
-    """Distance of the imagined latents to a goal latent (the last step counts most)."""
+def goal_weights(cfg: ModelConfig, goal: str) -> jax.Array:
+    """Per-dimension weights float[D] of the distance to a goal latent of kind `goal`.
+
+    A goal frame is compared by z's keypoints when the model has them: they say where things are,
+    which is what a goal picture asks for, while the rest of a frame-only latent differs from an
+    imagined one in what the frame cannot show (sound, caption). A goal caption is compared by
+    z's global part: the caption-only latent's map and keypoints are guesses. Otherwise all of z."""
+    w = jnp.ones(cfg.z_dim)
+    if goal == "frame" and cfg.keypoints:
+        return jnp.zeros(cfg.z_dim).at[cfg.keypoint_offset :].set(1.0)
+    if goal == "caption":
+        return jnp.zeros(cfg.z_dim).at[cfg.spatial_dim : cfg.keypoint_offset].set(1.0)
+    return w
+
+
+def goal_cost(graphdef, params, carry, goal: jax.Array, weights: jax.Array | None = None) -> Cost:
+    """Distance of the imagined latents to a goal latent (the last step counts most), over the
+    dimensions `weights` float[D] picks (default all)."""
 
     def cost(actions):
         zs, _, _ = latent_rollout(graphdef, params, carry, actions)
-        d = jnp.sum((zs - goal) ** 2, -1)  # [N, T]
-        T = d.shape[1]
-        weights = jnp.linspace(0.25, 1.0, T) ** 2
-        return (d * weights).sum(-1) / weights.sum()
+        sq = (zs - goal) ** 2
+        d = jnp.sum(sq if weights is None else sq * weights, -1)  # [N, T]
+        late = jnp.linspace(0.25, 1.0, d.shape[1]) ** 2
+        return (d * late).sum(-1) / late.sum()
 
     return cost
 

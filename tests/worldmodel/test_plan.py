@@ -10,7 +10,7 @@ from flax import nnx
 
 from worldmodel.config import preset
 from worldmodel.model import WorldModel
-from worldmodel.plan import PlanConfig, goal_cost, optimise, reward_cost, shift
+from worldmodel.plan import PlanConfig, goal_cost, goal_weights, optimise, reward_cost, shift
 
 TARGET = jnp.array([[0.5, -0.3], [0.2, 0.9], [-0.7, 0.1]])
 
@@ -57,6 +57,29 @@ def test_latent_costs_plan_through_a_world_model():
         assert plan.shape == (5, 2) and np.isfinite(float(best))
         # Planning beats doing nothing under the model's own cost.
         assert float(cost(plan[None])[0]) <= float(cost(jnp.zeros((1, 5, 2)))[0]) + 1e-5
+
+
+def test_goals_speak_for_their_part_of_z():
+    """A goal frame is compared by keypoints (where things are), a caption by the global part,
+    and a model without keypoints compares a frame over all of z."""
+    m, _ = preset("tiny")
+    K, S = m.keypoint_offset, m.spatial_dim
+    frame, caption = goal_weights(m, "frame"), goal_weights(m, "caption")
+    assert float(frame[K:].min()) == 1.0 and float(frame[:K].max()) == 0.0
+    assert float(caption[S:K].min()) == 1.0 and float(caption[:S].max()) == 0.0
+    assert float(caption[K:].max()) == 0.0
+    assert float(goal_weights(dataclasses.replace(m, keypoints=0), "frame").min()) == 1.0
+    # The cost ignores the dimensions a goal does not speak for.
+    graphdef, params = nnx.split(WorldModel(m, rngs=nnx.Rngs(0)), nnx.Param)
+    carry = (jnp.zeros((1, m.hidden_dim)), jnp.zeros((1, m.z_dim)))
+    goal = jax.random.normal(jax.random.key(3), (m.z_dim,))
+    moved = goal.at[:K].add(5.0)
+    actions = jax.random.uniform(jax.random.key(4), (3, 4, 2), minval=-1, maxval=1)
+    np.testing.assert_allclose(
+        goal_cost(graphdef, params, carry, goal, frame)(actions),
+        goal_cost(graphdef, params, carry, moved, frame)(actions),
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("goal", ["reward", "frame", "caption"])
