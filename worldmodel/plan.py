@@ -87,12 +87,11 @@ def goal_weights(cfg: ModelConfig, goal: str) -> jax.Array:
     which is what a goal picture asks for, while the rest of a frame-only latent differs from an
     imagined one in what the frame cannot show (sound, caption). A goal caption is compared by
     z's global part: the caption-only latent's map and keypoints are guesses. Otherwise all of z."""
-    w = jnp.ones(cfg.z_dim)
     if goal == "frame" and cfg.keypoints:
         return jnp.zeros(cfg.z_dim).at[cfg.keypoint_offset :].set(1.0)
     if goal == "caption":
         return jnp.zeros(cfg.z_dim).at[cfg.spatial_dim : cfg.keypoint_offset].set(1.0)
-    return w
+    return jnp.ones(cfg.z_dim)
 
 
 def goal_cost(graphdef, params, carry, goal: jax.Array, weights: jax.Array | None = None) -> Cost:

@@ -13,10 +13,10 @@ from worldmodel.envs import (
     ImaginedEnv,
     ImaginedVectorEnv,
     collect,
-    fit_readout,
     make_core,
     make_params,
 )
+from worldmodel.eval import fit_readout
 
 N = 4  # sub-environments in the batched tests
 
