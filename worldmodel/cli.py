@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=50, help="control steps per episode")
     s.add_argument("--seed", type=int, default=1000, help="episode i uses world seed SEED + i")
     s.add_argument("--method", choices=["mppi", "cem"], default="mppi")
-    s.add_argument("--horizon", type=int, default=12, help="planned steps")
+    s.add_argument("--horizon", type=int, default=10, help="planned steps")
     s.add_argument("--samples", type=int, default=256, help="action sequences per iteration")
     s.add_argument("--iterations", type=int, default=4)
     s.add_argument("--oracle-episodes", type=int, help="run the slow oracle on the first N only")

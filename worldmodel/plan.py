@@ -25,7 +25,7 @@ class PlanConfig:
     """The planner's budget and temperament."""
 
     method: str = "mppi"  # mppi | cem
-    horizon: int = 12  # planned steps
+    horizon: int = 10  # planned steps (12 planned no better, at 19 against 22 plans/s)
     samples: int = 256  # action sequences scored per iteration
     iterations: int = 4  # refinements per plan
     elites: int = 32  # CEM: sequences the next Gaussian is fit to
