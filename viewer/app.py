@@ -198,6 +198,7 @@ class Viewer:
     def reset(self) -> None:
         """Restart the true simulator and re-encode the dream from it."""
         self.true_obs, _ = self.world.reset(self.cfg.seed)
+        self.prev_obs = self.true_obs  # the truth one step before (a motion model's input)
         self.step_no = 0
         self.since_ground = 0
         self.action = np.zeros(self.world.action_spec.shape, np.float32)
@@ -212,7 +213,7 @@ class Viewer:
 
     def _encode_truth(self):
         """The true simulator's current observation as a latent (and its attention map)."""
-        z, attn = self.imaginer.encode([self.true_obs])
+        z, attn = self.imaginer.encode([self.true_obs], previous=[self.prev_obs])
         self.attention = np.asarray(attn[0, -1].mean(0))
         return z
 
@@ -336,7 +337,7 @@ class Viewer:
         return True
 
     def _reground(self) -> None:
-        self.true_obs = self.world.observe()
+        self.true_obs = self.prev_obs = self.world.observe()
         if self.imaginer is not None:
             self.carry = self.imaginer.ground(self.carry, self._encode_truth())
             self.since_ground = 0
@@ -359,6 +360,7 @@ class Viewer:
     def advance(self) -> None:
         """One control step of the truth and of the dream under the same action."""
         self.action = self.current_action()
+        self.prev_obs = self.true_obs
         self.true_obs, _, terminated, _, _ = self.world.step(self.action)
         self.step_no += 1
         if self.imaginer is None:

@@ -193,9 +193,9 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
         actions = worlds[0].action_spec.scale(first)  # every episode is the same world
         if frames_of is not None:
             shown.append(worlds[frames_of].render())
-        obs = [w.step(a)[0] for w, a in zip(worlds, actions, strict=True)]
+        obs, before = [w.step(a)[0] for w, a in zip(worlds, actions, strict=True)], obs
         carry = imaginer.step(carry, actions)
-        z, _ = imaginer.encode(obs)
+        z, _ = imaginer.encode(obs, previous=before)
         carry = imaginer.ground(carry, z)
         mean = jax.vmap(shift)(mean)
     final = [w.distance() for w in worlds]

@@ -37,6 +37,10 @@ class ModelConfig:
     # to z. They place objects to a fraction of a pixel, where a grid cell of the map is 8 pixels.
     # 0 for checkpoints from before they existed.
     keypoints: int = 0
+    # Motion: the stem also sees the frame minus the previous one, so z holds how things move
+    # (one frame shows where the balls are, not where they go). Without a previous frame (an
+    # episode's first step, a goal picture) the difference is zero. False for older checkpoints.
+    motion: bool = False
     hidden_dim: int = 128  # GRU state of the dynamics
     decoder_channels: tuple[int, ...] = (64, 32, 16)  # pixel-shuffle decoder, from 8x8 up
 

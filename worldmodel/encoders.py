@@ -72,6 +72,13 @@ def soft_argmax(logits: jax.Array, sharpness: jax.Array | None = None) -> jax.Ar
     return jnp.stack([x, y], -1)
 
 
+def with_prev_frames(obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Observation sequences [B, T, ...] -> the same with "prev_frame": each step's previous frame
+    (the first step's own, so it shows no motion), for a model with `cfg.motion`."""
+    f = obs["frame"]
+    return {**obs, "prev_frame": jnp.concatenate([f[:, :1], f[:, :-1]], axis=1)}
+
+
 def token_counts(cfg: ModelConfig) -> dict[str, int]:
     """Tokens per modality (delimiter excluded), in backbone order."""
     grid = cfg.grid // 2
@@ -92,7 +99,7 @@ class Encoder(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
         self.cfg = cfg
         W = cfg.width
-        chans = (3, *cfg.stem)
+        chans = (6 if cfg.motion else 3, *cfg.stem)
         self.stem = nnx.List(
             [nnx.Conv(a, b, (4, 4), strides=2, rngs=rngs) for a, b in itertools.pairwise(chans)]
         )
@@ -124,6 +131,9 @@ class Encoder(nnx.Module):
         frame's map float[B, g, g, k] for z (and "keypoints" float[B, K, 2] when configured)."""
         cfg = self.cfg
         x = obs["frame"].astype(jnp.float32) / 255.0
+        if cfg.motion:
+            prev = obs.get("prev_frame", obs["frame"]).astype(jnp.float32) / 255.0
+            x = jnp.concatenate([x, x - prev], -1)
         extra = {}
         for i, conv in enumerate(self.stem):
             if cfg.keypoints and i == len(self.stem) - 1:
@@ -146,8 +156,9 @@ class Encoder(nnx.Module):
     def __call__(
         self, obs: dict[str, jax.Array], present: jax.Array, return_attention: bool = False
     ):
-        """obs: frame uint8[B,H,W,3], audio float[B,S], caption_tokens int[B,L], proprio float[B,P];
-        present: bool[B, 4] in MODALITIES order -> z float[B, z_dim] (and attention maps)."""
+        """obs: frame uint8[B,H,W,3], audio float[B,S], caption_tokens int[B,L], proprio float[B,P]
+        (and, with `cfg.motion`, optionally prev_frame uint8[B,H,W,3]); present: bool[B, 4] in
+        MODALITIES order -> z float[B, z_dim] (and attention maps)."""
         toks = self.tokens(obs)
         B = present.shape[0]
         seq = [jnp.broadcast_to(self.summary[...], (B, 1, self.cfg.width))]

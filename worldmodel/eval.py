@@ -25,6 +25,7 @@ from sims.captions import EOS, PAD, Vocabulary, event_types
 from worldmodel.audio import griffin_lim, log_mel
 from worldmodel.checkpoint import Loaded
 from worldmodel.data import Windows
+from worldmodel.encoders import with_prev_frames
 from worldmodel.heads import decode_caption
 
 KEYS = (
@@ -70,6 +71,8 @@ def make_predict(loaded: Loaded, context: int):
     def predict(params, obs, actions):
         model = nnx.merge(loaded.graphdef, params)
         B = obs["frame"].shape[0]
+        if loaded.cfg.motion:
+            obs = with_prev_frames(obs)
         z = model.encode({k: v.reshape(B * context, *v.shape[2:]) for k, v in obs.items()})
         z = z.reshape(B, context, -1)
 

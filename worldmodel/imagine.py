@@ -54,23 +54,37 @@ class Imaginer:
         self._decode = jax.jit(decode)
 
     # --- numpy in, numpy out ---------------------------------------------------------------------
-    def batch_obs(self, observations: list[dict[str, Any]]) -> dict[str, jax.Array]:
-        """World observations (as `sims` returns them) -> model inputs with a leading batch axis."""
+    def batch_obs(
+        self, observations: list[dict[str, Any]], previous: list[dict[str, Any]] | None = None
+    ) -> dict[str, jax.Array]:
+        """World observations (as `sims` returns them) -> model inputs with a leading batch axis.
+        `previous` are the observations one step before (a motion model sees the frame
+        difference; without them it sees none)."""
         norm = self.loaded.norm
-        return {
+        obs = {
             "frame": jnp.asarray(np.stack([o["frame"] for o in observations])),
             "audio": jnp.asarray(np.stack([o["audio"] for o in observations]), jnp.float32),
             "caption_tokens": jnp.asarray(np.stack([o["caption_tokens"] for o in observations])),
             "proprio": jnp.asarray(norm.proprio(np.stack([o["proprio"] for o in observations]))),
         }
+        if self.cfg.motion:
+            before = observations if previous is None else previous
+            obs["prev_frame"] = jnp.asarray(np.stack([o["frame"] for o in before]))
+        return obs
 
     def action(self, action: np.ndarray) -> jax.Array:
         """A world action (its own units) -> the model's [-1, 1] scale, float[B, A]."""
         return jnp.asarray(self.loaded.norm.action(np.atleast_2d(np.asarray(action))))
 
-    def encode(self, observations: list[dict[str, Any]], present: np.ndarray | None = None):
-        """-> (z float[B, D], attention float[B, depth, heads, N, N])."""
-        obs = self.batch_obs(observations)
+    def encode(
+        self,
+        observations: list[dict[str, Any]],
+        present: np.ndarray | None = None,
+        previous: list[dict[str, Any]] | None = None,
+    ):
+        """-> (z float[B, D], attention float[B, depth, heads, N, N]); `previous` as in
+        `batch_obs`."""
+        obs = self.batch_obs(observations, previous)
         B = obs["frame"].shape[0]
         mask = jnp.ones((B, 4), bool) if present is None else jnp.asarray(present, bool)
         return self._encode(self.params, obs, mask)

@@ -10,6 +10,7 @@ import optax
 
 from worldmodel.audio import log_mel
 from worldmodel.config import MODALITIES, ModelConfig, TrainConfig
+from worldmodel.encoders import with_prev_frames
 from worldmodel.model import WorldModel
 
 STAGES = ("warmup", "align", "joint")
@@ -140,7 +141,7 @@ def loss_fn(
     obs = {k: batch[k] for k in ("frame", "audio", "caption_tokens", "proprio")}
     B, W = batch["frame"].shape[:2]
     C = tcfg.context
-    flat = _flat(obs)
+    flat = _flat(with_prev_frames(obs) if cfg.motion else obs)
     present = modality_mask(key, B * W, tcfg.modality_dropout, single=stage == "align")
     z = model.encode(flat, present)
     # The reward and termination heads learn from latents that saw the frame (directly or at the

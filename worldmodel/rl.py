@@ -386,8 +386,10 @@ def evaluate_in_world(
         obs = [w.reset(seed + i)[0] for i, w in enumerate(worlds)]
         returns = np.zeros(episodes)
         live = np.ones(episodes, bool)
+        before = list(obs)  # a motion model sees no motion at the first step
         for _ in range(steps):
-            z, _ = imaginer.encode(obs)
+            z, _ = imaginer.encode(obs, previous=before)
+            before = list(obs)
             actions = np.asarray(policy_fn(policy, z, low, high))
             for i, w in enumerate(worlds):
                 if not live[i]:

@@ -12,7 +12,13 @@ from flax import nnx
 
 from worldmodel.audio import griffin_lim, log_mel
 from worldmodel.config import MODALITIES, preset
-from worldmodel.encoders import grid_coords, soft_argmax, token_counts, token_labels
+from worldmodel.encoders import (
+    grid_coords,
+    soft_argmax,
+    token_counts,
+    token_labels,
+    with_prev_frames,
+)
 from worldmodel.heads import HEADS, depth_to_space, keypoint_maps
 from worldmodel.losses import FROZEN, STAGES, effective_rank, loss_fn, modality_mask, vicreg
 from worldmodel.model import WorldModel
@@ -125,6 +131,35 @@ def test_keypoints_end_z_come_from_the_frame_and_are_guessed_without_one():
     # The frame head reads them: moving a keypoint changes the picture.
     moved = z.at[:, -6:].set(0.5)
     assert not np.allclose(model.heads["frame"](z), model.heads["frame"](moved))
+
+
+def test_a_motion_model_sees_the_frame_difference_and_none_without_a_previous_frame():
+    m, t = micro()
+    m = dataclasses.replace(m, motion=True)
+    model = WorldModel(m, rngs=nnx.Rngs(0))
+    b = fake_batch(m)
+    seq = with_prev_frames({"frame": b["frame"]})
+    np.testing.assert_array_equal(seq["prev_frame"][:, 0], b["frame"][:, 0])
+    np.testing.assert_array_equal(seq["prev_frame"][:, 1:], b["frame"][:, :-1])
+    obs = {k: b[k][:, 1] for k in ("frame", "audio", "caption_tokens", "proprio")}
+    still = model.encode(obs)  # no previous frame: no motion
+    np.testing.assert_allclose(still, model.encode({**obs, "prev_frame": obs["frame"]}), atol=1e-6)
+    moving = model.encode({**obs, "prev_frame": b["frame"][:, 0]})
+    assert not np.allclose(moving, still, atol=1e-4)
+    # Hidden frame, hidden motion: without the frame z does not depend on the previous one.
+    blind = jnp.array([[False, True, True, True]] * 2)
+    np.testing.assert_allclose(
+        model.encode({**obs, "prev_frame": b["frame"][:, 0]}, blind)[:, m.spatial_dim :],
+        model.encode(obs, blind)[:, m.spatial_dim :],
+        atol=1e-6,
+    )
+    total, _ = loss_fn(model, model, b, jax.random.key(0), t, "joint")
+    assert np.isfinite(float(total))
+    # A model without motion ignores a previous frame.
+    plain = WorldModel(micro()[0], rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(
+        plain.encode(obs), plain.encode({**obs, "prev_frame": b["frame"][:, 0]})
+    )
 
 
 def test_imagine_is_the_same_as_stepping_by_hand():

@@ -95,7 +95,10 @@ def test_plan_writes_the_report_and_the_oracle_reaches_the_target(tmp_path, goal
     from worldmodel.checkpoint import fresh
 
     world = sims.make("reacher")
-    m, _ = preset("tiny", width=32, depth=1, heads=2, latent_dim=16, hidden_dim=16)
+    # The frame goal runs a motion model (it sees frame differences; its goal picture has none).
+    m, _ = preset(
+        "tiny", width=32, depth=1, heads=2, latent_dim=16, hidden_dim=16, motion=goal == "frame"
+    )
     loaded = fresh(world.describe(), m)
     world.close()
     cfg = PlanConfig(horizon=8, samples=64, iterations=2)
