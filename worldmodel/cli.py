@@ -238,9 +238,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no checkpoint for {args.world}: pass --ckpt RUN or ship checkpoints/{args.world}"
         )
-    plan = PlanConfig(
-        method=args.method, horizon=args.horizon, samples=args.samples, iterations=args.iterations
-    )
+    budget = ("method", "horizon", "samples", "iterations")
+    plan = PlanConfig(**{k: getattr(args, k) for k in budget if getattr(args, k) is not None})
     run = PlanRun(
         world=args.world,
         goal=args.goal,
@@ -387,10 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=50)
     s.add_argument("--steps", type=int, default=50, help="control steps per episode")
     s.add_argument("--seed", type=int, default=1000, help="episode i uses world seed SEED + i")
-    s.add_argument("--method", choices=["mppi", "cem"], default="mppi")
-    s.add_argument("--horizon", type=int, default=10, help="planned steps")
-    s.add_argument("--samples", type=int, default=256, help="action sequences per iteration")
-    s.add_argument("--iterations", type=int, default=4)
+    # The budget's defaults are PlanConfig's (worldmodel/plan.py), kept in one place.
+    s.add_argument("--method", choices=["mppi", "cem"], help="default: PlanConfig's")
+    s.add_argument("--horizon", type=int, help="planned steps (default: PlanConfig's)")
+    s.add_argument(
+        "--samples", type=int, help="action sequences per iteration (default: PlanConfig's)"
+    )
+    s.add_argument("--iterations", type=int, help="refinements per plan (default: PlanConfig's)")
     s.add_argument("--oracle-episodes", type=int, help="run the slow oracle on the first N only")
     s.add_argument("--out", help="folder for plan.json and plan.gif")
     s.set_defaults(func=_cmd_plan)
