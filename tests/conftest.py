@@ -1,6 +1,8 @@
 """Headless everywhere: offscreen MuJoCo, dummy SDL video and audio."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -8,6 +10,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# One XLA compilation cache for the session and the training subprocesses it starts: tests that
+# train the same micro model again (resume, one device against several) load its compiled steps
+# instead of compiling them again (20 s each on a 2-core CPU). Fresh per session unless set.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="worldmodel-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+
+
+def pytest_unconfigure(config):
+    if "_cache" in globals():
+        shutil.rmtree(_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from flax import nnx
 
 from worldmodel.config import ModelConfig, TrainConfig
 from worldmodel.data import Normalizer
-from worldmodel.model import WorldModel
+from worldmodel.model import WorldModel, new_model
 
 
 @dataclass
@@ -208,7 +208,7 @@ def fresh(world_describe: dict[str, Any], mcfg: ModelConfig, seed: int = 0) -> L
 
     meta = world_describe
     mcfg = model_config_for(meta, mcfg)
-    graphdef, params = nnx.split(WorldModel(mcfg, rngs=nnx.Rngs(seed)), nnx.Param)
+    graphdef, params = nnx.split(new_model(mcfg, seed), nnx.Param)
     P = len(meta["proprio_names"])
     norm = Normalizer([0.0] * P, [1.0] * P, meta["action"]["low"], meta["action"]["high"])
     config = {

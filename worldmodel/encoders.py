@@ -124,7 +124,7 @@ class Encoder(nnx.Module):
             self.keypoint_in = nnx.Conv(chans[-2], cfg.keypoints, (3, 3), rngs=rngs)
             self.keypoint_out = nnx.Linear(W, 2 * cfg.keypoints, rngs=rngs)
             # Standardised logits times 4: a 3-sigma cell outweighs the map's other 255 cells.
-            self.keypoint_sharpness = nnx.Param(jnp.full((cfg.keypoints,), 4.0))
+            self.keypoint_sharpness = nnx.Param(jnp.full((cfg.keypoints,), 4.0, jnp.float32))
 
     def tokens(self, obs: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Per-modality tokens float[B, n_m, W] before embeddings are added, and "spatial": the

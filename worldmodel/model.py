@@ -47,3 +47,23 @@ class WorldModel(nnx.Module):
     def decode(self, z: jax.Array, heads: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
         """z float[B, D] -> {head: prediction} for every head (or the named ones)."""
         return {name: self.heads[name](z) for name in (heads or tuple(HEADS))}
+
+
+def run_once(build):
+    """`build()` as one program compiled without LLVM optimisation, for code that runs once:
+    initialisers, run eagerly, compile each on its own, and optimised they compile for as long as
+    a train step (a micro model's parameters on a 2-core CPU: 26 s eagerly, 21 s optimised,
+    4.5 s unoptimised)."""
+    return jax.jit(build).lower().compile({"xla_backend_optimization_level": 0})()
+
+
+def new_model(cfg: ModelConfig, seed: int = 0) -> WorldModel:
+    """A freshly initialised model (initialised by `run_once`)."""
+    graph = {}
+
+    def build():
+        graph["def"], state = nnx.split(WorldModel(cfg, rngs=nnx.Rngs(seed)))
+        return state
+
+    state = run_once(build)
+    return nnx.merge(graph["def"], state)

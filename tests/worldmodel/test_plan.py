@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from worldmodel.config import preset
-from worldmodel.model import WorldModel
+from worldmodel.model import new_model
 from worldmodel.plan import PlanConfig, goal_cost, goal_weights, optimise, reward_cost, shift
 
 TARGET = jnp.array([[0.5, -0.3], [0.2, 0.9], [-0.7, 0.1]])
@@ -45,7 +45,7 @@ def test_the_warm_start_drops_the_executed_action():
 def test_latent_costs_plan_through_a_world_model():
     m, _ = preset("tiny", width=32, depth=1, heads=2, latent_dim=16, hidden_dim=16)
     m = dataclasses.replace(m, vocab_size=24)
-    graphdef, params = nnx.split(WorldModel(m, rngs=nnx.Rngs(0)), nnx.Param)
+    graphdef, params = nnx.split(new_model(m, 0), nnx.Param)
     carry = (jnp.zeros((1, 16)), jax.random.normal(jax.random.key(0), (1, m.z_dim)))
     cfg = PlanConfig(horizon=5, samples=64, iterations=3)
     for cost in (
@@ -70,7 +70,7 @@ def test_goals_speak_for_their_part_of_z():
     assert float(caption[K:].max()) == 0.0
     assert float(goal_weights(dataclasses.replace(m, keypoints=0), "frame").min()) == 1.0
     # The cost ignores the dimensions a goal does not speak for.
-    graphdef, params = nnx.split(WorldModel(m, rngs=nnx.Rngs(0)), nnx.Param)
+    graphdef, params = nnx.split(new_model(m, 0), nnx.Param)
     carry = (jnp.zeros((1, m.hidden_dim)), jnp.zeros((1, m.z_dim)))
     goal = jax.random.normal(jax.random.key(3), (m.z_dim,))
     moved = goal.at[:K].add(5.0)
