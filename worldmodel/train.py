@@ -73,13 +73,20 @@ def optimizer(tcfg: TrainConfig) -> optax.GradientTransformation:
             params,
         )
 
-    tx = optax.chain(
-        optax.clip_by_global_norm(tcfg.clip),
-        optax.adamw(sched, weight_decay=1e-4),
+    # Skip a non-finite update instead of poisoning the parameters; the loop stops after several.
+    # The finite check, clipping and AdamW see the parameters as one flat vector: elementwise
+    # the same, but one set of ops instead of one per parameter array (per array, the optimiser
+    # took 9.6 s of a micro model's 22 s step compile on a 2-core CPU).
+    adamw = optax.chain(optax.clip_by_global_norm(tcfg.clip), optax.adamw(sched, weight_decay=1e-4))
+    return optax.chain(
+        optax.flatten(optax.apply_if_finite(adamw, max_consecutive_errors=10**9)),
         optax.masked(optax.scale(tcfg.task_head_lr), task_heads),
     )
-    # Skip a non-finite update instead of poisoning the parameters; the loop stops after several.
-    return optax.apply_if_finite(tx, max_consecutive_errors=10**9)
+
+
+def skipped_updates(opt) -> jax.Array:
+    """How many updates in a row the optimiser has skipped as non-finite."""
+    return optax.tree_utils.tree_get(opt, "notfinite_count")
 
 
 def _freeze(grads, frozen: tuple[str, ...]):
@@ -128,7 +135,7 @@ def make_step(
             "balance": balance,
             "step": state["step"] + 1,
         }
-        return new, {"loss": total, **metrics, "skipped": opt.notfinite_count}
+        return new, {"loss": total, **metrics, "skipped": skipped_updates(opt)}
 
     return jax.jit(step, donate_argnums=0)
 

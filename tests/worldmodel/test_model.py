@@ -332,3 +332,21 @@ def test_the_reward_and_termination_heads_step_at_their_own_learning_rate():
     task = [v for k, v in size.items() if "'reward'" in k or "'done'" in k]
     assert len(task) == 8 and caption
     np.testing.assert_allclose(task, 3.0 * caption[0], rtol=1e-3)
+
+
+def test_a_non_finite_update_is_skipped_and_counted():
+    from worldmodel.train import skipped_updates
+
+    t = dataclasses.replace(micro()[1], warmup=0)
+    tx = optimizer(t)
+    params = {"encoder": {"w": jnp.ones(3)}, "heads": {"reward": {"w": jnp.ones(2)}}}
+    opt = tx.init(params)
+    bad = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), params)
+    updates, opt = tx.update(bad, opt, params)
+    assert int(skipped_updates(opt)) == 1
+    for u in jax.tree.leaves(updates):
+        np.testing.assert_array_equal(u, 0.0)
+    good = jax.tree.map(jnp.ones_like, params)
+    updates, opt = tx.update(good, opt, params)
+    assert int(skipped_updates(opt)) == 0
+    assert all(bool((u < 0).all()) for u in jax.tree.leaves(updates))
