@@ -188,8 +188,17 @@ def restore(run: Path, graphdef, state: dict, tcfg: TrainConfig, step: int | Non
     mgr = _checkpointer(run, tcfg)
     step = mgr.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(state))
-    raw = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
-    mgr.close()
+    try:
+        raw = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except ValueError as e:
+        why = str(e).splitlines()[0].rstrip(":")
+        raise TrainingError(
+            f"{run / 'ckpt' / str(step)}: this checkpoint's training state does not match the "
+            f"model and optimiser this version builds ({why}); train into a new --out, or "
+            f"remove {run / 'ckpt'} to start this run over"
+        ) from None
+    finally:
+        mgr.close()
     out = {**raw}
     for k in ("params", "ema"):
         s = jax.tree.map(lambda x: x, state[k])

@@ -350,3 +350,18 @@ def test_a_non_finite_update_is_skipped_and_counted():
     updates, opt = tx.update(good, opt, params)
     assert int(skipped_updates(opt)) == 0
     assert all(bool((u < 0).all()) for u in jax.tree.leaves(updates))
+
+
+def test_a_checkpoint_of_another_training_state_is_named_not_restored(tmp_path):
+    import orbax.checkpoint as ocp
+
+    from worldmodel.train import TrainingError
+
+    m, t = micro()
+    graphdef, state = init_state(m, t, optimizer(t))
+    with ocp.CheckpointManager((tmp_path / "ckpt").absolute()) as mgr:
+        mgr.save(
+            4, args=ocp.args.StandardSave({"params": {"w": np.zeros(2)}, "opt": [np.zeros(1)]})
+        )
+    with pytest.raises(TrainingError, match=r"ckpt/4: this checkpoint's training state does not"):
+        restore(tmp_path, graphdef, state, t)
