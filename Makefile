@@ -24,8 +24,10 @@ gl: $(VENV)/.installed
 play: setup
 	$(BIN)/worldmodel play --world balls
 
+# Two workers: most of a test's time is XLA compiling, which runs on one core.
+JOBS ?= 2
 test: setup
-	$(HEADLESS) $(BIN)/python -m pytest
+	$(HEADLESS) $(BIN)/python -m pytest -n $(JOBS) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check .

@@ -18,6 +18,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `heavy` (minutes each) run first, so that with two workers (`make test`) the
+    long ones overlap instead of one finishing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 def pytest_unconfigure(config):
     if "_cache" in globals():
         shutil.rmtree(_cache, ignore_errors=True)

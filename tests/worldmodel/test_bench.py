@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.heavy
 def test_quick_bench_writes_the_documented_keys(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(

@@ -8,6 +8,7 @@ empty caption's; the predicted sound's log-mel error at most half of silence's.
 """
 
 import numpy as np
+import pytest
 
 from worldmodel.checkpoint import load_run
 from worldmodel.config import preset
@@ -16,6 +17,7 @@ from worldmodel.record import RecordConfig, record
 from worldmodel.train import train
 
 
+@pytest.mark.heavy
 def test_a_tiny_model_beats_the_baselines_on_held_out_episodes(tmp_path):
     record(
         RecordConfig(world="balls", episodes=80, steps=60, seed=0, workers=2),

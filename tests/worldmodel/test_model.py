@@ -247,6 +247,7 @@ def tiny_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.heavy
 def test_save_stop_and_resume_gives_the_same_parameters(tiny_data, tmp_path):
     m, t = preset(
         "tiny", **MICRO, batch=2, context=2, horizon=3, steps=6, ckpt_every=3, stages=(0.0, 0.5)

@@ -90,11 +90,13 @@ def single(data, tmp_path_factory):
     return losses(out)
 
 
+@pytest.mark.heavy
 def test_four_devices_give_the_losses_of_one(data, single, tmp_path):
     run(train_cmd(data, tmp_path, STEPS), XLA_FLAGS="--xla_force_host_platform_device_count=4")
     assert_same_losses(losses(tmp_path), single)
 
 
+@pytest.mark.heavy
 def test_two_processes_agree_with_each_other_and_with_one(data, single, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

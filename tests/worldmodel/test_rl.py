@@ -190,6 +190,7 @@ def test_the_rl_command_trains_scores_and_writes_a_report(imagined, tmp_path, ca
     not (CHECKPOINT / "model.safetensors").exists(),
     reason="needs the shipped reacher checkpoint (checkpoints/reacher)",
 )
+@pytest.mark.heavy
 def test_a_policy_trained_in_imagination_beats_random_in_the_true_simulator():
     loaded = load(CHECKPOINT)
     # A small budget for a 2-core CPU: an iteration (256 envs x 16 steps) takes about 0.1 s after
