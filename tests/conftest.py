@@ -29,21 +29,16 @@ def pytest_unconfigure(config):
         shutil.rmtree(_cache, ignore_errors=True)
 
 
+# The smallest backbone, stem and decoder the fixtures below build models with.
+MICRO = dict(width=32, depth=1, heads=2, stem=(8, 16, 16), decoder_channels=(16, 8, 8))
+
+
 @pytest.fixture(scope="session")
 def micro_model():
     """The smallest model config the imagined-env and RL tests build fresh models from."""
     from worldmodel.config import preset
 
-    m, _ = preset(
-        "tiny",
-        width=32,
-        depth=1,
-        heads=2,
-        stem=(8, 16, 16),
-        latent_dim=16,
-        hidden_dim=16,
-        decoder_channels=(16, 8, 8),
-    )
+    m, _ = preset("tiny", **MICRO, latent_dim=16, hidden_dim=16)
     return m
 
 
@@ -63,13 +58,9 @@ def micro_run(tmp_path_factory):
     record(RecordConfig(world="balls", episodes=2, steps=16, seed=1), root / "held", progress=False)
     m, t = preset(
         "tiny",
-        width=32,
-        depth=1,
-        heads=2,
-        stem=(8, 16, 16),
+        **MICRO,
         latent_dim=32,
         hidden_dim=32,
-        decoder_channels=(16, 8, 8),
         batch=2,
         context=2,
         horizon=3,
