@@ -25,7 +25,7 @@ from tqdm import tqdm
 from worldmodel.config import ModelConfig, TrainConfig
 from worldmodel.data import Normalizer, Windows, background_of
 from worldmodel.losses import FROZEN, STAGES, loss_fn
-from worldmodel.model import WorldModel, run_once
+from worldmodel.model import new_model, run_once
 
 MAX_BAD_STEPS = 5  # consecutive non-finite updates before training stops
 
@@ -149,14 +149,13 @@ def init_state(
     """(graphdef, state) with fresh parameters from `tcfg.seed`; the frame head's background
     starts as the dataset's median frame when given (Adam would take thousands of steps to move
     its logits from grey to a dark floor, and the decoder would spend itself painting it)."""
-    graph = {}
+    model = new_model(mcfg, tcfg.seed)
+    if background is not None:
+        p = np.clip(background.astype(np.float32) / 255.0, 0.02, 0.98)
+        model.heads["frame"].background[...] = jnp.asarray(np.log(p / (1 - p)))
+    graphdef, params = nnx.split(model, nnx.Param)
 
-    def build():
-        model = WorldModel(mcfg, rngs=nnx.Rngs(tcfg.seed))
-        if background is not None:
-            p = np.clip(background.astype(np.float32) / 255.0, 0.02, 0.98)
-            model.heads["frame"].background[...] = jnp.asarray(np.log(p / (1 - p)))
-        graph["def"], params = nnx.split(model, nnx.Param)
+    def rest(params):
         return {
             "params": params,
             "ema": jax.tree.map(jnp.copy, params),
@@ -165,8 +164,7 @@ def init_state(
             "step": jnp.zeros((), jnp.int32),
         }
 
-    state = run_once(build)
-    graphdef = graph["def"]
+    state = run_once(rest, params)
     return graphdef, state
 
 
