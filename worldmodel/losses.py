@@ -153,7 +153,11 @@ def loss_fn(
     # VICReg keeps the global part alive; the spatial map and keypoints are anchored to the frame
     # by the stem and the frame loss (map cells are mostly background: unit variance there would
     # be noise; a keypoint on an object moves as much as the object does).
-    losses = {"vicreg": vicreg(z[:, cfg.spatial_dim : cfg.keypoint_offset]), "jepa": zero}
+    losses = {
+        "vicreg": vicreg(z[:, cfg.spatial_dim : cfg.keypoint_offset]),
+        "jepa": zero,
+        "keypoints": zero,
+    }
     sg = (lambda x: x) if tcfg.heads_grad_to_latent else jax.lax.stop_gradient
     fg_w = tcfg.foreground_weight
     if stage == "align":
@@ -179,7 +183,10 @@ def loss_fn(
     else:
         zs = z.reshape(B, W, -1)
         preds = rollout(model, zs, batch["action"], C)  # [B, W-1, D]
-        losses["jepa"] = jnp.mean((preds - z_target.reshape(B, W, -1)[:, 1:]) ** 2)
+        err = (preds - z_target.reshape(B, W, -1)[:, 1:]) ** 2
+        losses["jepa"] = jnp.mean(err)
+        if cfg.keypoints:
+            losses["keypoints"] = jnp.mean(err[..., cfg.keypoint_offset :])
         # Heads read the last grounded latent (a reconstruction) and every prediction; frames are
         # decoded for the reconstructions and a random subset of the predicted steps.
         lat = jnp.concatenate([zs[:, C - 1], preds.reshape(B * (W - 1), -1)])
