@@ -83,8 +83,8 @@ class ModelConfig:
 # The default weight of each loss. "keypoints" is the JEPA error on z's keypoints alone (zero
 # without keypoints; in the mean over all of z they are 16 of 208 numbers in the tiny preset).
 # Off by default: at 100 a reacher model (one run) imagined its keypoints better than copying the
-# last ones from h=2 on (h=8: 0.073 against 0.10; the shipped model without it: 0.098), but
-# planned no better (success 0.28 against the shipped 0.44; see README, Planning).
+# last ones from h=2 on (h=8: 0.073 against 0.10; the model it was compared with, trained
+# without it: 0.098), but planned no better (success 0.28 against 0.44; see README, Planning).
 LOSS_WEIGHTS = {
     "jepa": 1.0,
     "keypoints": 0.0,
