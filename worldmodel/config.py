@@ -41,6 +41,12 @@ class ModelConfig:
     # (one frame shows where the balls are, not where they go). Without a previous frame (an
     # episode's first step, a goal picture) the difference is zero. False for older checkpoints.
     motion: bool = False
+    # A proprio head: z -> the step's proprioception (normalised). Its loss on imagined latents
+    # asks the dynamics for the joints' velocities, which the action sets. After one step from the
+    # same state, a +1 and a -1 elbow torque give elbow velocities 4.9 rad/s apart in the
+    # simulator; reacher models imagined them 0.2-0.4 apart without the head and 1.8 apart with
+    # it (one run, which planned worse: README, Planning). False for older checkpoints.
+    proprio_head: bool = False
     hidden_dim: int = 128  # GRU state of the dynamics
     decoder_channels: tuple[int, ...] = (64, 32, 16)  # pixel-shuffle decoder, from 8x8 up
 
@@ -92,6 +98,7 @@ LOSS_WEIGHTS = {
     "frame": 1000.0,
     "audio": 0.1,
     "caption": 0.1,
+    "proprio": 1.0,
     "reward": 0.1,
     "done": 0.1,
 }

@@ -112,13 +112,29 @@ class ScalarHead(nnx.Module):
         return self.mlp(z)[:, 0]
 
 
+class ProprioHead(nnx.Module):
+    """z -> float[B, proprio_dim]: the step's proprioception, in the dataset's normalised units."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs) -> None:
+        self.mlp = MLP((cfg.z_dim, cfg.z_dim, cfg.proprio_dim), rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.mlp(z)
+
+
 HEADS = {
     "frame": FrameHead,
     "audio": AudioHead,
     "caption": CaptionHead,
+    "proprio": ProprioHead,
     "reward": ScalarHead,
     "done": ScalarHead,
 }
+
+
+def head_names(cfg: ModelConfig) -> tuple[str, ...]:
+    """The heads a model of `cfg` has: all of `HEADS`, the proprio head only when configured."""
+    return tuple(n for n in HEADS if n != "proprio" or cfg.proprio_head)
 
 
 def decode_caption(logits: jax.Array) -> jax.Array:

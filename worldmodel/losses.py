@@ -102,7 +102,10 @@ def head_losses(
         "caption": optax.softmax_cross_entropy_with_integer_labels(
             pred["caption"], obs["caption_tokens"]
         ).mean(),
+        "proprio": jnp.zeros(()),
     }
+    if cfg.proprio_head:
+        out["proprio"] = jnp.mean((model.heads["proprio"](lat) - obs["proprio"]) ** 2)
     return out
 
 
@@ -162,7 +165,7 @@ def loss_fn(
     fg_w = tcfg.foreground_weight
     if stage == "align":
         losses["jepa"] = jnp.mean((z - z_target) ** 2)
-        losses.update(frame=zero, audio=zero, caption=zero, reward=zero, done=zero)
+        losses.update(frame=zero, audio=zero, caption=zero, proprio=zero, reward=zero, done=zero)
     elif stage == "warmup":
         rows = jax.random.permutation(jax.random.fold_in(key, 1), B * W)[
             : B * (1 + tcfg.frame_decodes)

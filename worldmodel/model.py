@@ -11,7 +11,7 @@ from flax import nnx
 from worldmodel.config import MODALITIES, ModelConfig
 from worldmodel.dynamics import Dynamics
 from worldmodel.encoders import Encoder
-from worldmodel.heads import HEADS
+from worldmodel.heads import HEADS, head_names
 
 
 class WorldModel(nnx.Module):
@@ -21,7 +21,7 @@ class WorldModel(nnx.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg, rngs=rngs)
         self.dynamics = Dynamics(cfg, rngs=rngs)
-        self.heads = nnx.Dict({name: cls(cfg, rngs=rngs) for name, cls in HEADS.items()})
+        self.heads = nnx.Dict({name: HEADS[name](cfg, rngs=rngs) for name in head_names(cfg)})
 
     def encode(self, obs: dict[str, jax.Array], present: jax.Array | None = None) -> jax.Array:
         """obs with leading batch [B] -> z float[B, latent_dim]; `present` bool[B, 4] or all."""
@@ -46,7 +46,7 @@ class WorldModel(nnx.Module):
 
     def decode(self, z: jax.Array, heads: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
         """z float[B, D] -> {head: prediction} for every head (or the named ones)."""
-        return {name: self.heads[name](z) for name in (heads or tuple(HEADS))}
+        return {name: self.heads[name](z) for name in (heads or head_names(self.cfg))}
 
 
 def run_once(build, *args):

@@ -74,8 +74,11 @@ def test_tokenisers_give_one_token_list_per_modality():
 
 def test_every_head_decodes_a_latent_to_its_modality_shape():
     m, _ = micro()
+    assert "proprio" not in new_model(m, 0).decode(jnp.zeros((1, m.z_dim)))  # off by default
+    m = dataclasses.replace(m, proprio_head=True)
     out = new_model(m, 0).decode(jnp.zeros((3, m.z_dim)))
     assert set(out) == set(HEADS)
+    assert out["proprio"].shape == (3, m.proprio_dim)
     assert out["frame"].shape == (3, 64, 64, 3)
     assert out["audio"].shape == (3, m.mel_frames, m.n_mels)
     assert out["caption"].shape == (3, 16, m.vocab_size)
@@ -183,10 +186,13 @@ def test_losses_are_a_dict_keyed_like_the_weights_in_every_stage():
     # "keypoints" is the JEPA error on the keypoints alone; zero for a model without them (the
     # shipped balls and cartpole models).
     assert 0 < float(metrics["keypoints"]) != pytest.approx(float(metrics["jepa"]))
-    m0, _ = micro(keypoints=0)
+    # "proprio" is zero for a model without the proprio head (every shipped model so far).
+    assert float(metrics["proprio"]) == 0.0
+    m0, _ = micro(keypoints=0, proprio_head=True)
     model0 = new_model(m0, 0)
     _, metrics = loss_fn(model0, model0, fake_batch(m0), jax.random.key(0), t, "joint")
     assert set(t.weights) <= set(metrics) and float(metrics["keypoints"]) == 0.0
+    assert float(metrics["proprio"]) > 0.0
     # A weights dict names only what it changes; an unknown loss is named.
     assert micro(weights={"frame": 5.0})[1].weights["keypoints"] == t.weights["keypoints"]
     with pytest.raises(ValueError, match="unknown loss 'fram'"):
