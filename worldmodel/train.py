@@ -170,7 +170,9 @@ def init_state(
 
 def _checkpointer(run: Path, tcfg: TrainConfig) -> ocp.CheckpointManager:
     opts = ocp.CheckpointManagerOptions(max_to_keep=tcfg.keep, create=True)
-    return ocp.CheckpointManager((run / "ckpt").absolute(), options=opts)
+    return ocp.CheckpointManager(
+        (run / "ckpt").absolute(), options=opts, item_handlers=ocp.StandardCheckpointHandler()
+    )
 
 
 def _to_saveable(state: dict) -> dict:
@@ -185,9 +187,16 @@ def restore(run: Path, graphdef, state: dict, tcfg: TrainConfig, step: int | Non
     """The run's latest (or given) checkpoint, restored into the structure of `state`."""
     mgr = _checkpointer(run, tcfg)
     step = mgr.latest_step() if step is None else step
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(state))
+    saveable = _to_saveable(state)
+    # The gradient-balancing means are keyed by loss name, and losses are added over versions
+    # ("keypoints", "proprio"): restore the names the run saved, then start new ones at 1.
+    meta = mgr.item_metadata(step) if step is not None else None
+    if meta is not None and "balance" in meta:
+        saveable["balance"] = {k: jnp.ones(()) for k in meta["balance"]}
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, saveable)
     try:
         raw = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+        raw["balance"] = {k: raw["balance"].get(k, jnp.ones(())) for k in state["balance"]}
     except ValueError as e:
         why = str(e).splitlines()[0].rstrip(":")
         raise TrainingError(
