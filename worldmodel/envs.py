@@ -5,9 +5,10 @@ params)`, jittable, vmappable, auto-resetting) and, on top of it, a `gymnasium.E
 `gymnasium.vector.VectorEnv` (numpy in and out).
 
 Episodes start from real states: `collect` runs the true simulator under a random policy and
-encodes what it sees; the encoded first observations are the bank reset samples from. The model
-has no proprioception head, so the decoded `proprio` is an honest stand-in: a ridge-regression
-readout from z to proprio, fit on the same real (z, proprio) pairs when the params are built.
+encodes what it sees; the encoded first observations are the bank reset samples from. The
+decoded `proprio` is a ridge-regression readout from z to proprio, fit on the same real (z,
+proprio) pairs when the params are built: the shipped models have no proprioception head
+(`proprio_head` is off by default), and a model trained with one still uses the readout here.
 """
 
 from __future__ import annotations
