@@ -47,6 +47,9 @@ class PlanRun:
     steps: int = 50
     seed: int = 1000  # episode i starts from world seed `seed + i` (held out from recordings)
     oracle_episodes: int | None = None  # the oracle is slow; None = all episodes
+    # Observed steps the model's memory is rebuilt from at each control step: None = the context
+    # the model was trained with, 0 = one memory kept over the whole episode.
+    memory: int | None = None
     plan: PlanConfig = field(default_factory=PlanConfig)
 
 
@@ -180,6 +183,8 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
     mean = jnp.zeros((E, cfg.horizon, A))
     z, _ = imaginer.encode(obs)
     carry = imaginer.initial(z)
+    memory = loaded.config["train"]["context"] if run.memory is None else run.memory
+    seen, acts = [z], []  # the last `memory` latents and the model-scale actions between them
     key = jax.random.key(run.seed)
     shown, plans, seconds = [], 0, 0.0
     for t in range(run.steps):
@@ -194,9 +199,17 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
         if frames_of is not None:
             shown.append(worlds[frames_of].render())
         obs, before = [w.step(a)[0] for w, a in zip(worlds, actions, strict=True)], obs
-        carry = imaginer.step(carry, actions)
         z, _ = imaginer.encode(obs, previous=before)
-        carry = imaginer.ground(carry, z)
+        if memory:
+            seen, acts = [*seen, z][-memory:], [*acts, jnp.asarray(first)]
+            acts = acts[len(acts) - len(seen) + 1 :]
+            carry = (
+                imaginer.recall(jnp.stack(seen, 1), jnp.stack(acts, 1))
+                if acts
+                else imaginer.initial(z)
+            )
+        else:
+            carry = imaginer.ground(imaginer.step(carry, actions), z)
         mean = jax.vmap(shift)(mean)
     final = [w.distance() for w in worlds]
     for w in worlds:

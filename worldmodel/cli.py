@@ -247,6 +247,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         oracle_episodes=args.oracle_episodes,
+        memory=args.memory,
         plan=plan,
     )
     report = plan_report(load(ckpt), run, args.out)
@@ -394,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--iterations", type=int, help="refinements per plan (default: PlanConfig's)")
     s.add_argument("--oracle-episodes", type=int, help="run the slow oracle on the first N only")
+    s.add_argument(
+        "--memory",
+        type=int,
+        help="observed steps the model's memory is rebuilt from each step (default: the "
+        "training context; 0 keeps one memory over the whole episode)",
+    )
     s.add_argument("--out", help="folder for plan.json and plan.gif")
     s.set_defaults(func=_cmd_plan)
 

@@ -40,6 +40,18 @@ class Imaginer:
         def step(params, carry, action):
             return nnx.merge(g, params).dynamics(carry, action)
 
+        def recall(params, zs, actions):
+            model = nnx.merge(g, params)
+            carry = model.dynamics.initial(zs[:, 0])
+
+            def body(carry, inp):
+                z, a = inp
+                h, _ = model.dynamics(carry, a)
+                return (h, z), None
+
+            xs = (jnp.swapaxes(zs[:, 1:], 0, 1), jnp.swapaxes(actions, 0, 1))
+            return jax.lax.scan(body, carry, xs)[0]
+
         def decode(params, z):
             out = nnx.merge(g, params).decode(z, ("frame", "audio", "caption", "reward", "done"))
             frame = jnp.round(out["frame"] * 255.0).astype(jnp.uint8)
@@ -51,6 +63,7 @@ class Imaginer:
 
         self._encode = jax.jit(encode)
         self._step = jax.jit(step)
+        self._recall = jax.jit(recall)
         self._decode = jax.jit(decode)
 
     # --- numpy in, numpy out ---------------------------------------------------------------------
@@ -96,6 +109,13 @@ class Imaginer:
     def ground(self, carry: Carry, z: jax.Array) -> Carry:
         """Keep the memory, replace the latent by an observed one (the viewer's re-grounding)."""
         return carry[0], z
+
+    def recall(self, zs: jax.Array, actions: jax.Array) -> Carry:
+        """A carry rebuilt from a window of observed latents zs float[B, W, D] and the model-scale
+        actions float[B, W - 1, A] between them, grounded at every step, as training grounds
+        its context; its latent is the last of `zs`. A memory kept over a whole episode drifts
+        past the window lengths training saw."""
+        return self._recall(self.params, zs, actions)
 
     def step(self, carry: Carry, action: np.ndarray) -> Carry:
         """One imagined step under a world action."""
