@@ -6,9 +6,9 @@ params)`, jittable, vmappable, auto-resetting) and, on top of it, a `gymnasium.E
 
 Episodes start from real states: `collect` runs the true simulator under a random policy and
 encodes what it sees; the encoded first observations are the bank reset samples from. The
-decoded `proprio` is a ridge-regression readout from z to proprio, fit on the same real (z,
-proprio) pairs when the params are built: the shipped models have no proprioception head
-(`proprio_head` is off by default), and a model trained with one still uses the readout here.
+decoded `proprio` is the model's proprioception head (`proprio_head`, which the shipped cartpole
+has) or, for a model without one, a ridge-regression readout from z to proprio fit on the same
+real (z, proprio) pairs when the params are built.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class EnvParams:
 
     model: nnx.State  # the world model's parameters (split once from the graphdef)
     starts: jax.Array  # float[K, D]: encoded real first observations; reset samples one
-    proprio_w: jax.Array  # float[D, P]: ridge readout z -> proprio (world units)
+    proprio_w: jax.Array  # float[D, P]: ridge readout z -> proprio (world units; no head)
     proprio_b: jax.Array  # float[P]
     action_low: jax.Array  # float[A]: the world's action bounds (its own units)
     action_high: jax.Array  # float[A]
@@ -86,6 +86,9 @@ def make_core(loaded: Loaded, obs_mode: str = "latent", griffin_lim_iters: int =
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode={obs_mode!r}; expected one of {', '.join(OBS_MODES)}")
     graphdef, cfg = loaded.graphdef, loaded.cfg
+    p_mean = jnp.asarray(loaded.norm.proprio_mean, jnp.float32)
+    p_std = jnp.asarray(loaded.norm.proprio_std, jnp.float32)
+    decoded = ("frame", "audio", "caption", *(("proprio",) if cfg.proprio_head else ()))
 
     def heads(params: EnvParams, z: jax.Array, names: tuple[str, ...]) -> dict[str, jax.Array]:
         return nnx.merge(graphdef, params.model).decode(z[None], names)
@@ -94,12 +97,15 @@ def make_core(loaded: Loaded, obs_mode: str = "latent", griffin_lim_iters: int =
         """z float[D] -> (observation, extras); decoded mode adds the caption's tokens."""
         if obs_mode == "latent":
             return z, {}
-        out = heads(params, z, ("frame", "audio", "caption"))
+        out = heads(params, z, decoded)
         frame = jnp.round(out["frame"][0] * 255.0).astype(jnp.uint8)
         # Clip to the range real sound spans, as the Imaginer does: a drifting dream stays finite.
         mel = jnp.clip(out["audio"][0], -12.0, 4.0)
         audio = jnp.clip(griffin_lim(mel, cfg.samples_per_step, griffin_lim_iters), -1.0, 1.0)
-        proprio = z @ params.proprio_w + params.proprio_b
+        if cfg.proprio_head:  # the head predicts standardised proprio
+            proprio = out["proprio"][0] * p_std + p_mean
+        else:
+            proprio = z @ params.proprio_w + params.proprio_b
         obs = {"frame": frame, "audio": audio.astype(jnp.float32), "proprio": proprio}
         return obs, {"caption_tokens": decode_caption(out["caption"])[0]}
 

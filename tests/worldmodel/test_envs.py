@@ -61,6 +61,26 @@ def test_the_ridge_readout_recovers_a_linear_map():
     np.testing.assert_allclose(b, b_true, atol=1e-3)
 
 
+def test_decoded_proprio_comes_from_the_head_when_the_model_has_one(imagined, micro_model):
+    import dataclasses
+
+    from flax import nnx
+
+    loaded, collected, world = imagined
+    with_head = fresh(world.describe(), dataclasses.replace(micro_model, proprio_head=True))
+    z = jnp.asarray(collected.z[3])
+    for model in (loaded, with_head):
+        params = make_params(model, collected)
+        proprio = make_core(model, "decoded").observe(z, params)[0]["proprio"]
+        if model.cfg.proprio_head:
+            head = nnx.merge(model.graphdef, model.params).decode(z[None], ("proprio",))
+            norm = model.norm
+            want = head["proprio"][0] * np.asarray(norm.proprio_std) + np.asarray(norm.proprio_mean)
+        else:
+            want = z @ params.proprio_w + params.proprio_b
+        np.testing.assert_allclose(proprio, want, rtol=1e-5, atol=1e-5)
+
+
 def test_the_core_jits_vmaps_and_auto_resets_at_max_steps(imagined, latent_step):
     loaded, collected, _ = imagined
     core, step = latent_step
