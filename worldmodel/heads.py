@@ -138,5 +138,17 @@ def head_names(cfg: ModelConfig) -> tuple[str, ...]:
 
 
 def decode_caption(logits: jax.Array) -> jax.Array:
-    """Greedy tokens int32[..., L] from caption logits."""
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    """Tokens int32[..., L] from caption logits float[..., L, V]: the most likely well-formed
+    caption (k words, <eos> at position k, <pad> after) under the head's per-position
+    distributions. Position by position argmax can mix an empty caption with a sentence, e.g.
+    "the cart moves <pad> slowly" where the direction is in doubt."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    L = logp.shape[-2]
+    word = jnp.argmax(logp[..., 2:], axis=-1) + 2  # token 0 is <pad>, 1 is <eos>
+    word_lp = jnp.max(logp[..., 2:], axis=-1)  # [..., L]
+    pad_lp, eos_lp = logp[..., 0], logp[..., 1]
+    before = jnp.cumsum(word_lp, axis=-1) - word_lp  # words at positions < k
+    after = jnp.sum(pad_lp, axis=-1, keepdims=True) - jnp.cumsum(pad_lp, axis=-1)  # pads > k
+    k = jnp.argmax(before + eos_lp + after, axis=-1)[..., None]  # where <eos> goes
+    i = jnp.arange(L)
+    return jnp.where(i < k, word, jnp.where(i == k, 1, 0)).astype(jnp.int32)

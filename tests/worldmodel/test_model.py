@@ -18,7 +18,7 @@ from worldmodel.encoders import (
     token_labels,
     with_prev_frames,
 )
-from worldmodel.heads import HEADS, depth_to_space, keypoint_maps
+from worldmodel.heads import HEADS, decode_caption, depth_to_space, keypoint_maps
 from worldmodel.losses import FROZEN, STAGES, effective_rank, loss_fn, modality_mask, vicreg
 from worldmodel.model import new_model
 from worldmodel.record import RecordConfig, record
@@ -83,6 +83,34 @@ def test_every_head_decodes_a_latent_to_its_modality_shape():
     assert out["audio"].shape == (3, m.mel_frames, m.n_mels)
     assert out["caption"].shape == (3, 16, m.vocab_size)
     assert out["reward"].shape == (3,) and out["done"].shape == (3,)
+
+
+def test_captions_decode_to_the_most_likely_well_formed_sequence():
+    """Tokens: 0 <pad>, 1 <eos>, 2.. words. Doubt between an empty caption and a sentence gives
+    one of the two, never words around a <pad>; a confident sentence decodes as the argmax."""
+    L, V = 6, 5
+
+    def logits(rows):  # rows: per position, {token: probability}; the rest share what is left
+        p = np.full((L, V), 1e-3)
+        for i, row in enumerate(rows):
+            for tok, q in row.items():
+                p[i, tok] = q
+        return jnp.log(jnp.asarray(p / p.sum(-1, keepdims=True)))[None]
+
+    # "w2 w3 (w4 | nothing)": position 2 leans <pad> (from the empty caption's mass), position 3 to
+    # a word; greedy gives w2 w3 <pad> w4 ..., the decoder a caption that ends.
+    doubt = [{2: 0.55, 1: 0.45}, {3: 0.55, 0: 0.45}, {0: 0.45, 4: 0.3, 2: 0.25}, {4: 0.5, 0: 0.3}]
+    doubt += [{1: 0.5, 0: 0.5}, {0: 0.99}]
+    greedy = np.asarray(jnp.argmax(logits(doubt), -1))[0]
+    assert list(greedy[:4]) == [2, 3, 0, 4]
+    tokens = np.asarray(decode_caption(logits(doubt)))[0]
+    k = list(tokens).index(1)
+    assert all(t >= 2 for t in tokens[:k]) and all(t == 0 for t in tokens[k + 1 :])
+    sure = [{2: 0.9}, {3: 0.9}, {1: 0.9}, {0: 0.9}, {0: 0.9}, {0: 0.9}]
+    np.testing.assert_array_equal(decode_caption(logits(sure))[0], [2, 3, 1, 0, 0, 0])
+    empty = [{1: 0.9}] + [{0: 0.9}] * 5
+    np.testing.assert_array_equal(decode_caption(logits(empty))[0], [1, 0, 0, 0, 0, 0])
+    assert decode_caption(jnp.zeros((2, 3, L, V))).shape == (2, 3, L)
 
 
 @pytest.mark.parametrize("index", range(4))
