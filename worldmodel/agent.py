@@ -47,9 +47,10 @@ class PlanRun:
     steps: int = 50
     seed: int = 1000  # episode i starts from world seed `seed + i` (held out from recordings)
     oracle_episodes: int | None = None  # the oracle is slow; None = all episodes
-    # Observed steps the model's memory is rebuilt from at each control step: None = the context
-    # the model was trained with, 0 = one memory kept over the whole episode.
-    memory: int | None = None
+    # Observed steps the model's memory is rebuilt from at each control step (as training grounds
+    # its context); 0 keeps one memory over the whole episode, None uses the training context.
+    # Shipped reacher, reward goal, seeds 1000-1049: 0.64 with 0, 0.62 with 8.
+    memory: int | None = 0
     plan: PlanConfig = field(default_factory=PlanConfig)
 
 

@@ -398,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--memory",
         type=int,
-        help="observed steps the model's memory is rebuilt from each step (default: the "
-        "training context; 0 keeps one memory over the whole episode)",
+        default=0,
+        help="rebuild the model's memory from the last N observed steps at each control step "
+        "(default 0: one memory over the whole episode)",
     )
     s.add_argument("--out", help="folder for plan.json and plan.gif")
     s.set_defaults(func=_cmd_plan)

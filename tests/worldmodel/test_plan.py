@@ -102,7 +102,8 @@ def test_plan_writes_the_report_and_the_oracle_reaches_the_target(tmp_path, goal
     loaded = fresh(world.describe(), m)
     world.close()
     cfg = PlanConfig(horizon=8, samples=64, iterations=2)
-    run = PlanRun(goal=goal, episodes=2, steps=20, plan=cfg)
+    # The caption goal also rebuilds the memory from the last 4 steps at each control step.
+    run = PlanRun(goal=goal, episodes=2, steps=20, plan=cfg, memory=4 if goal == "caption" else 0)
     report = plan_report(loaded, run, tmp_path)
     assert json.loads((tmp_path / "plan.json").read_text()) == report
     assert list(report) == ["world", "goal", "episodes", "steps", "world_model", "oracle", "random"]
