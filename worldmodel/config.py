@@ -44,8 +44,9 @@ class ModelConfig:
     # A proprio head: z -> the step's proprioception (normalised). Its loss on imagined latents
     # asks the dynamics for the joints' velocities, which the action sets. After one step from the
     # same state, a +1 and a -1 elbow torque give elbow velocities 4.9 rad/s apart in the
-    # simulator; reacher models imagined them 0.2-0.4 apart without the head and 1.8 apart with
-    # it (one run, which planned worse: README, Planning). False for older checkpoints.
+    # simulator; reacher models imagined them 0.2-0.4 apart without the head, 1.5-1.8 with it and
+    # 3.0 with `weights.proprio` 10 (README, Planning: such a model plans well on a known cost,
+    # not yet through its reward head). False for older checkpoints.
     proprio_head: bool = False
     hidden_dim: int = 128  # GRU state of the dynamics
     decoder_channels: tuple[int, ...] = (64, 32, 16)  # pixel-shuffle decoder, from 8x8 up
