@@ -113,8 +113,8 @@ class Imaginer:
     def recall(self, zs: jax.Array, actions: jax.Array) -> Carry:
         """A carry rebuilt from a window of observed latents zs float[B, W, D] and the model-scale
         actions float[B, W - 1, A] between them, grounded at every step, as training grounds
-        its context; its latent is the last of `zs`. A memory kept over a whole episode drifts
-        past the window lengths training saw."""
+        its context; its latent is the last of `zs`. The planner's `--memory N` bounds its
+        memory this way (the reacher planned the same with and without)."""
         return self._recall(self.params, zs, actions)
 
     def step(self, carry: Carry, action: np.ndarray) -> Carry:
