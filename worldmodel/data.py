@@ -58,6 +58,11 @@ class Normalizer:
             np.float32
         )
 
+    def proprio_world(self, x):
+        """The inverse of `proprio`: standardised proprio (numpy or jax) -> world units."""
+        std = np.asarray(self.proprio_std, np.float32)
+        return x * std + np.asarray(self.proprio_mean, np.float32)
+
     def action(self, a: np.ndarray) -> np.ndarray:
         lo, hi = np.asarray(self.action_low), np.asarray(self.action_high)
         return (2.0 * (a - lo) / (hi - lo) - 1.0).astype(np.float32)

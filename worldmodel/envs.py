@@ -86,8 +86,6 @@ def make_core(loaded: Loaded, obs_mode: str = "latent", griffin_lim_iters: int =
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode={obs_mode!r}; expected one of {', '.join(OBS_MODES)}")
     graphdef, cfg = loaded.graphdef, loaded.cfg
-    p_mean = jnp.asarray(loaded.norm.proprio_mean, jnp.float32)
-    p_std = jnp.asarray(loaded.norm.proprio_std, jnp.float32)
     decoded = ("frame", "audio", "caption", *(("proprio",) if cfg.proprio_head else ()))
 
     def heads(params: EnvParams, z: jax.Array, names: tuple[str, ...]) -> dict[str, jax.Array]:
@@ -103,7 +101,7 @@ def make_core(loaded: Loaded, obs_mode: str = "latent", griffin_lim_iters: int =
         mel = jnp.clip(out["audio"][0], -12.0, 4.0)
         audio = jnp.clip(griffin_lim(mel, cfg.samples_per_step, griffin_lim_iters), -1.0, 1.0)
         if cfg.proprio_head:  # the head predicts standardised proprio
-            proprio = out["proprio"][0] * p_std + p_mean
+            proprio = loaded.norm.proprio_world(out["proprio"][0])
         else:
             proprio = z @ params.proprio_w + params.proprio_b
         obs = {"frame": frame, "audio": audio.astype(jnp.float32), "proprio": proprio}
@@ -213,12 +211,11 @@ def make_params(
     norm = loaded.norm
     # Fit on standardised proprio (every feature weighs the same), then fold the scaling back in.
     w, b = fit_readout(collected.z, norm.proprio(collected.proprio), ridge)
-    std, mean = np.asarray(norm.proprio_std, np.float32), np.asarray(norm.proprio_mean, np.float32)
     return EnvParams(
         model=loaded.params,
         starts=jnp.asarray(collected.starts),
-        proprio_w=jnp.asarray(w * std),
-        proprio_b=jnp.asarray(b * std + mean),
+        proprio_w=jnp.asarray(w * np.asarray(norm.proprio_std, np.float32)),
+        proprio_b=jnp.asarray(norm.proprio_world(b)),
         action_low=jnp.asarray(loaded.config["action"]["low"], jnp.float32),
         action_high=jnp.asarray(loaded.config["action"]["high"], jnp.float32),
         max_steps=jnp.asarray(max_steps, jnp.int32),
