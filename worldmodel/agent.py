@@ -48,9 +48,9 @@ class PlanRun:
     seed: int = 1000  # episode i starts from world seed `seed + i` (held out from recordings)
     oracle_episodes: int | None = None  # the oracle is slow; None = all episodes
     # Observed steps the model's memory is rebuilt from at each control step (as training grounds
-    # its context); 0 keeps one memory over the whole episode, None uses the training context.
+    # its context); 0 keeps one memory over the whole episode.
     # Shipped reacher, reward goal, seeds 1000-1049: 0.64 with 0, 0.62 with 8.
-    memory: int | None = 0
+    memory: int = 0
     plan: PlanConfig = field(default_factory=PlanConfig)
 
 
@@ -184,8 +184,7 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
     mean = jnp.zeros((E, cfg.horizon, A))
     z, _ = imaginer.encode(obs)
     carry = imaginer.initial(z)
-    memory = loaded.config["train"]["context"] if run.memory is None else run.memory
-    seen, acts = [z], []  # the last `memory` latents and the model-scale actions between them
+    seen, acts = [z], []  # the last `run.memory` latents and the model-scale actions between them
     key = jax.random.key(run.seed)
     shown, plans, seconds = [], 0, 0.0
     for t in range(run.steps):
@@ -201,8 +200,8 @@ def run_model(loaded: Loaded, run: PlanRun, frames_of: int | None = 0) -> tuple[
             shown.append(worlds[frames_of].render())
         obs, before = [w.step(a)[0] for w, a in zip(worlds, actions, strict=True)], obs
         z, _ = imaginer.encode(obs, previous=before)
-        if memory:
-            seen, acts = [*seen, z][-memory:], [*acts, jnp.asarray(first)]
+        if run.memory:
+            seen, acts = [*seen, z][-run.memory :], [*acts, jnp.asarray(first)]
             acts = acts[len(acts) - len(seen) + 1 :]
             carry = (
                 imaginer.recall(jnp.stack(seen, 1), jnp.stack(acts, 1))
